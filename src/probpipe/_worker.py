@@ -1,0 +1,254 @@
+"""What runs on the workers: rebuild each row's arguments and call the function.
+
+This module is imported inside engine worker processes, so it depends on
+nothing but NumPy and the standard library.
+
+A call ships as one :class:`CallSpec` (function, constant arguments, the
+shared part of each distribution draw, sweep values; sent once per call,
+usually as a :class:`SharedRef`) plus :class:`Chunk` objects of small per-row
+:class:`RowTask` items. :func:`run_chunk` runs a chunk's rows one by one and
+catches each row's exception, so one failing row never loses its neighbours:
+the engine only ever sees a chunk fail when the worker itself is lost.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._errors import RemoteRowError
+
+# Spawn key of row ``i``'s generator is ``(i,)``; streams that draw the
+# broadcast inputs use two-element keys ``(INPUT_STREAM, k)`` so they can never
+# collide with a row's.
+INPUT_STREAM = 0x5EED
+
+
+def row_rng(seed: int, seed_key: int) -> np.random.Generator:
+    """The generator row ``seed_key`` receives as ``rng``: a pure function of (seed, row)."""
+    return np.random.default_rng(
+        np.random.SeedSequence(entropy=seed, spawn_key=(seed_key,))
+    )
+
+
+# ---------------------------------------------------------------------------
+# Shared values
+# ---------------------------------------------------------------------------
+
+
+class SharedRef:
+    """A handle to a value that travels to each worker once, not once per row.
+
+    Backends return subclasses from ``share()``; ``get()`` runs on the worker
+    and fetches the value (``ray.get``, a Dask scatter, or the object itself
+    in-process). ``key`` identifies the value for the worker-side cache.
+    """
+
+    key: str
+
+    def get(self) -> Any:
+        raise NotImplementedError
+
+
+class LocalRef(SharedRef):
+    """The value itself, for backends that run rows in this process."""
+
+    def __init__(self, value: Any, key: str):
+        self.value = value
+        self.key = key
+
+    def get(self) -> Any:
+        return self.value
+
+
+_CACHE_LIMIT = 16
+_resolved: OrderedDict[str, Any] = OrderedDict()
+_resolved_lock = threading.Lock()
+
+
+def resolve(value: Any) -> Any:
+    """``value``, or what it refers to if it is a :class:`SharedRef` (cached per process)."""
+    if not isinstance(value, SharedRef):
+        return value
+    if isinstance(value, LocalRef):
+        return value.value
+    with _resolved_lock:
+        if value.key in _resolved:
+            _resolved.move_to_end(value.key)
+            return _resolved[value.key]
+    fetched = value.get()
+    with _resolved_lock:
+        _resolved[value.key] = fetched
+        while len(_resolved) > _CACHE_LIMIT:
+            _resolved.popitem(last=False)
+    return fetched
+
+
+# ---------------------------------------------------------------------------
+# What is shipped
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowTask:
+    """One row: its position in the result, its seed key, sweep cell and draws."""
+
+    row: int
+    seed_key: int
+    cell: int
+    tokens: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A batch of rows run by one engine task."""
+
+    rows: tuple[RowTask, ...]
+    attempt: int = 0
+
+    @property
+    def label(self) -> str:
+        first, last = self.rows[0].row, self.rows[-1].row
+        return f"row {first}" if first == last else f"rows {first}-{last}"
+
+
+@dataclass
+class CallSpec:
+    """Everything a row needs that is common to the whole call.
+
+    ``arguments`` maps each parameter (or ``(parameter, index)`` slot inside
+    ``*args``/``**kwargs``) to its constant value; distribution slots are
+    filled per row from ``roots`` and ``dist_slots``; swept slots from
+    ``cells``. Values may be :class:`SharedRef`.
+    """
+
+    func: Any
+    signature: inspect.Signature
+    arguments: dict[str, Any]
+    dist_slots: tuple[tuple[tuple, int, Any], ...]  # (slot, root index, materializer)
+    root_shared: tuple[Any, ...]
+    sweep_slots: tuple[tuple, ...]
+    cells: tuple[tuple[Any, ...], ...]
+    seed: int
+    rng_param: str | None
+    call_id: str = ""
+    resolved: bool = field(default=False, repr=False)
+
+    def resolve_shared(self) -> CallSpec:
+        """Fetch every SharedRef this spec holds (once per worker process)."""
+        if self.resolved:
+            return self
+        self.arguments = {k: _resolve_nested(v) for k, v in self.arguments.items()}
+        self.root_shared = tuple(resolve(v) for v in self.root_shared)
+        self.cells = tuple(tuple(resolve(v) for v in cell) for cell in self.cells)
+        self.resolved = True
+        return self
+
+    def build_call(self, task: RowTask) -> tuple[tuple, dict]:
+        """The positional and keyword arguments of row ``task``."""
+        arguments = dict(self.arguments)
+        for slot, root_index, materializer in self.dist_slots:
+            value = materializer(self.root_shared[root_index], task.tokens[root_index])
+            _set_slot(arguments, slot, value)
+        for slot, value in zip(self.sweep_slots, self.cells[task.cell]):
+            _set_slot(arguments, slot, value)
+        if self.rng_param is not None:
+            arguments[self.rng_param] = row_rng(self.seed, task.seed_key)
+        bound = inspect.BoundArguments(self.signature, OrderedDict(arguments))
+        return bound.args, bound.kwargs
+
+
+def _resolve_nested(value: Any) -> Any:
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(resolve(v) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve(v) for k, v in value.items()}
+    return resolve(value)
+
+
+def _set_slot(arguments: dict[str, Any], slot: tuple, value: Any) -> None:
+    """Set a parameter (``(name,)``) or an item of ``*args``/``**kwargs`` (``(name, key)``)."""
+    if len(slot) == 1:
+        arguments[slot[0]] = value
+        return
+    name, key = slot
+    container = arguments[name]
+    if isinstance(container, tuple):
+        items = list(container)
+        items[key] = value
+        arguments[name] = tuple(items)
+    else:
+        arguments[name] = {**container, key: value}
+
+
+# ---------------------------------------------------------------------------
+# Running a chunk
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class RowFailure:
+    """A row's exception, with the worker-side traceback as text."""
+
+    exception: BaseException
+    traceback: str
+    host: str = ""
+
+
+@dataclass
+class ChunkResult:
+    """What a chunk sends back: per row, a value or a :class:`RowFailure`."""
+
+    rows: list[int]
+    values: list[Any]  # None where the row failed
+    failures: dict[int, RowFailure]
+    seconds: list[float]
+    worker: str = ""
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception itself if it survives pickling, else a stand-in with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RemoteRowError(
+            f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc)
+        )
+
+
+def _worker_name() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_chunk(spec: CallSpec | SharedRef, chunk: Chunk) -> ChunkResult:
+    """Run every row of ``chunk``; the engine task each backend submits."""
+    spec = resolve(spec).resolve_shared()
+    func = spec.func
+    result = ChunkResult(
+        rows=[], values=[], failures={}, seconds=[], worker=_worker_name()
+    )
+    for task in chunk.rows:
+        start = time.perf_counter()
+        try:
+            args, kwargs = spec.build_call(task)
+            value = func(*args, **kwargs)
+        except Exception as exc:
+            value = None
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            result.failures[task.row] = RowFailure(_portable(exc), tb, result.worker)
+        result.rows.append(task.row)
+        result.values.append(value)
+        result.seconds.append(time.perf_counter() - start)
+    return result
