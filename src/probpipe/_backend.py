@@ -257,10 +257,7 @@ def big_enough_to_share(value: Any) -> bool:
     from ._record import Record
 
     if isinstance(value, Record):
-        return (
-            sum(getattr(value[f], "nbytes", 0) for f in value.fields)
-            >= _SHARE_THRESHOLD
-        )
+        return sum(getattr(value[f], "nbytes", 0) for f in value.fields) >= _SHARE_THRESHOLD
     if isinstance(value, (bytes, bytearray)):
         return len(value) >= _SHARE_THRESHOLD
     return False

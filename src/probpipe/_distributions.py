@@ -30,8 +30,8 @@ import numpy as np
 from ._record import Record
 
 __all__ = [
-    "BootstrapReplicateDistribution",
     "Beta",
+    "BootstrapReplicateDistribution",
     "Distribution",
     "EmpiricalDistribution",
     "Gamma",
@@ -66,9 +66,7 @@ def _param(name: str, value: Any, owner: str) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
-        raise TypeError(
-            f"{owner}: parameter {name!r} must be numeric, got {value!r}"
-        ) from None
+        raise TypeError(f"{owner}: parameter {name!r} must be numeric, got {value!r}") from None
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{owner}: parameter {name!r} must be finite, got {value!r}")
     return arr
@@ -181,9 +179,7 @@ class Uniform(Distribution):
         self.low = _param("low", low, "Uniform")
         self.high = _param("high", high, "Uniform")
         if np.any(self.high <= self.low):
-            raise ValueError(
-                f"Uniform: high must be > low, got low={low!r}, high={high!r}"
-            )
+            raise ValueError(f"Uniform: high must be > low, got low={low!r}, high={high!r}")
         self.event_shape = np.broadcast_shapes(self.low.shape, self.high.shape)
 
     def sample(self, n, rng=None):
@@ -191,9 +187,7 @@ class Uniform(Distribution):
         return _as_rng(rng).uniform(self.low, self.high, size=(n, *self.event_shape))
 
     def mean(self):
-        return _squeeze(
-            np.broadcast_to((self.low + self.high) / 2, self.event_shape).copy()
-        )
+        return _squeeze(np.broadcast_to((self.low + self.high) / 2, self.event_shape).copy())
 
     def var(self):
         v = (self.high - self.low) ** 2 / 12
@@ -220,19 +214,13 @@ class Gamma(Distribution):
 
     def sample(self, n, rng=None):
         n = _check_n(n)
-        return _as_rng(rng).gamma(
-            self.shape, 1.0 / self.rate, size=(n, *self.event_shape)
-        )
+        return _as_rng(rng).gamma(self.shape, 1.0 / self.rate, size=(n, *self.event_shape))
 
     def mean(self):
-        return _squeeze(
-            np.broadcast_to(self.shape / self.rate, self.event_shape).copy()
-        )
+        return _squeeze(np.broadcast_to(self.shape / self.rate, self.event_shape).copy())
 
     def var(self):
-        return _squeeze(
-            np.broadcast_to(self.shape / self.rate**2, self.event_shape).copy()
-        )
+        return _squeeze(np.broadcast_to(self.shape / self.rate**2, self.event_shape).copy())
 
     def log_prob(self, x):
         x = np.asarray(x, dtype=float)
@@ -264,9 +252,7 @@ class Beta(Distribution):
         return _as_rng(rng).beta(self.a, self.b, size=(n, *self.event_shape))
 
     def mean(self):
-        return _squeeze(
-            np.broadcast_to(self.a / (self.a + self.b), self.event_shape).copy()
-        )
+        return _squeeze(np.broadcast_to(self.a / (self.a + self.b), self.event_shape).copy())
 
     def var(self):
         s = self.a + self.b
@@ -374,19 +360,14 @@ class EmpiricalDistribution(Distribution):
         samples = np.asarray(samples)
         if samples.ndim == 0:
             raise ValueError(
-                "EmpiricalDistribution: samples must have a leading sample axis, "
-                "got a scalar"
+                "EmpiricalDistribution: samples must have a leading sample axis, got a scalar"
             )
-        if samples.dtype == object or not np.issubdtype(samples.dtype, np.number):
-            if samples.dtype != bool:
-                raise TypeError(
-                    "EmpiricalDistribution: samples must be numeric, got dtype "
-                    f"{samples.dtype}"
-                )
+        if samples.dtype != bool and not np.issubdtype(samples.dtype, np.number):
+            raise TypeError(
+                f"EmpiricalDistribution: samples must be numeric, got dtype {samples.dtype}"
+            )
         self.samples = samples
-        self._weights = _normalized_weights(
-            weights, samples.shape[0], "EmpiricalDistribution"
-        )
+        self._weights = _normalized_weights(weights, samples.shape[0], "EmpiricalDistribution")
         self.event_shape = samples.shape[1:]
 
     @property
@@ -422,9 +403,7 @@ class EmpiricalDistribution(Distribution):
     def var(self):
         self._require_atoms("var")
         mu = np.average(self.samples, axis=0, weights=self.weights)
-        return _squeeze(
-            np.average((self.samples - mu) ** 2, axis=0, weights=self.weights)
-        )
+        return _squeeze(np.average((self.samples - mu) ** 2, axis=0, weights=self.weights))
 
     def quantile(self, q: Any) -> Any:
         """Weighted quantile(s) of a scalar-valued empirical distribution."""
@@ -470,9 +449,7 @@ class MixtureDistribution(Distribution):
                 f"MixtureDistribution: components have different event shapes {sorted(shapes)}"
             )
         self.components = components
-        self._weights = _normalized_weights(
-            weights, len(components), "MixtureDistribution"
-        )
+        self._weights = _normalized_weights(weights, len(components), "MixtureDistribution")
         self.event_shape = components[0].event_shape
 
     @property
@@ -496,21 +473,15 @@ class MixtureDistribution(Distribution):
 
     def var(self):
         means = np.stack([np.asarray(c.mean(), dtype=float) for c in self.components])
-        variances = np.stack(
-            [np.asarray(c.var(), dtype=float) for c in self.components]
-        )
+        variances = np.stack([np.asarray(c.var(), dtype=float) for c in self.components])
         mu = np.tensordot(self.weights, means, axes=1)
         second = np.tensordot(self.weights, variances + means**2, axes=1)
         return _squeeze(second - mu**2)
 
     def log_prob(self, x):
-        parts = np.stack(
-            [np.asarray(c.log_prob(x), dtype=float) for c in self.components]
-        )
+        parts = np.stack([np.asarray(c.log_prob(x), dtype=float) for c in self.components])
         with np.errstate(divide="ignore"):
-            parts = parts + np.log(self.weights).reshape(
-                (-1,) + (1,) * (parts.ndim - 1)
-            )
+            parts = parts + np.log(self.weights).reshape((-1,) + (1,) * (parts.ndim - 1))
         top = np.max(parts, axis=0)
         safe_top = np.where(np.isfinite(top), top, 0.0)
         return _squeeze(safe_top + np.log(np.sum(np.exp(parts - safe_top), axis=0)))
@@ -558,9 +529,7 @@ class BootstrapReplicateDistribution(Distribution):
     """
 
     def __init__(self, source: Any):
-        if isinstance(source, Distribution) and not isinstance(
-            source, EmpiricalDistribution
-        ):
+        if isinstance(source, Distribution) and not isinstance(source, EmpiricalDistribution):
             raise TypeError(
                 "BootstrapReplicateDistribution: source must be an array, a Record or an "
                 f"EmpiricalDistribution, got {type(source).__name__}"
@@ -592,15 +561,11 @@ class BootstrapReplicateDistribution(Distribution):
         dtype = np.int32 if self.n_rows < 2**31 else np.int64
         if self._probs is None:
             return rng.integers(0, self.n_rows, size=(n, self.n_rows), dtype=dtype)
-        return rng.choice(self.n_rows, size=(n, self.n_rows), p=self._probs).astype(
-            dtype
-        )
+        return rng.choice(self.n_rows, size=(n, self.n_rows), p=self._probs).astype(dtype)
 
     def __getitem__(self, field: str) -> BootstrapFieldView:
         if not isinstance(self.source, Record):
-            raise TypeError(
-                "boot[field] needs a Record source; this bootstrap resamples an array"
-            )
+            raise TypeError("boot[field] needs a Record source; this bootstrap resamples an array")
         self.source[field]  # KeyError naming the fields if absent
         return BootstrapFieldView(self, field)
 
@@ -616,17 +581,13 @@ class BootstrapReplicateDistribution(Distribution):
 
     def mean(self):
         if isinstance(self.source, Record):
-            raise NotImplementedError(
-                "mean() of a Record bootstrap: use boot[field].mean()"
-            )
+            raise NotImplementedError("mean() of a Record bootstrap: use boot[field].mean()")
         row_mean = np.average(self.source, axis=0, weights=self._probs)
         return np.broadcast_to(row_mean, self.source.shape).copy()
 
     def var(self):
         if isinstance(self.source, Record):
-            raise NotImplementedError(
-                "var() of a Record bootstrap: use boot[field].var()"
-            )
+            raise NotImplementedError("var() of a Record bootstrap: use boot[field].var()")
         mu = np.average(self.source, axis=0, weights=self._probs)
         row_var = np.average((self.source - mu) ** 2, axis=0, weights=self._probs)
         return np.broadcast_to(row_var, self.source.shape).copy()
@@ -641,11 +602,7 @@ class BootstrapReplicateDistribution(Distribution):
         return _take_rows
 
     def __repr__(self):
-        what = (
-            repr(self.source)
-            if isinstance(self.source, Record)
-            else _short(self.source)
-        )
+        what = repr(self.source) if isinstance(self.source, Record) else _short(self.source)
         return f"BootstrapReplicateDistribution({what})"
 
 

@@ -99,9 +99,7 @@ def func_name(func: Any) -> str:
     return f"{module}.{getattr(func, '__qualname__', repr(func))}"
 
 
-def auto_chunksize(
-    n_rows: int, parallelism: int, row_seconds: float, overhead: float
-) -> int:
+def auto_chunksize(n_rows: int, parallelism: int, row_seconds: float, overhead: float) -> int:
     """Rows per chunk: enough work per task to dwarf overhead, enough tasks to balance."""
     target = max(MIN_CHUNK_SECONDS, OVERHEAD_MULTIPLE * overhead)
     by_cost = math.ceil(target / max(row_seconds, 1e-7))
@@ -141,7 +139,7 @@ def check_picklable(plan: CallPlan, fname: str, backend_name: str) -> None:
     candidates: list[tuple[str, Any]] = []
     for name, value in spec.arguments.items():
         candidates.append((name, value))
-    for (slot, root_index, _), name in zip(spec.dist_slots, plan.broadcast_args):
+    for (_slot, root_index, _), name in zip(spec.dist_slots, plan.broadcast_args):
         candidates.append((name, spec.root_shared[root_index]))
         if plan.tasks:
             candidates.append((name, plan.tasks[0].tokens[root_index]))
@@ -224,9 +222,7 @@ class _Dispatch:
         self.n_chunks = 0
         self.stop_row: int | None = None  # fail fast: rows above this are not needed
         self.row_seconds: list[float] = []
-        self.resolved_chunksize: int | None = (
-            chunksize if isinstance(chunksize, int) else None
-        )
+        self.resolved_chunksize: int | None = chunksize if isinstance(chunksize, int) else None
         self._waiting_for_probe: list[RowTask] = []
 
     # -- submitting -----------------------------------------------------------
@@ -245,9 +241,7 @@ class _Dispatch:
             self.pending[id(handle)] = (handle, chunk)
         self.n_chunks += len(chunks)
 
-    def _chunks_of(
-        self, tasks: list[RowTask], size: int, attempt: int = 0
-    ) -> list[Chunk]:
+    def _chunks_of(self, tasks: list[RowTask], size: int, attempt: int = 0) -> list[Chunk]:
         return [Chunk(tuple(part), attempt) for part in iter_chunks(tasks, size)]
 
     def start(self) -> None:
@@ -359,9 +353,7 @@ class _Dispatch:
     def _row_failed(self, task: RowTask, failure: RowFailure, attempt: int) -> bool:
         """Record a failed attempt; True if the row should be retried."""
         self.attempts[task.row] = attempt + 1
-        if attempt < self.retries and (
-            self.stop_row is None or task.row < self.stop_row
-        ):
+        if attempt < self.retries and (self.stop_row is None or task.row < self.stop_row):
             return True
         self.failures[task.row] = Failure(
             task.row, failure.exception, failure.traceback, attempt + 1, failure.host
@@ -375,9 +367,7 @@ class _Dispatch:
         if self.stop_row is not None and self.stop_row <= row:
             return
         self.stop_row = row
-        doomed = [
-            (key, h) for key, (h, c) in self.pending.items() if c.rows[0].row > row
-        ]
+        doomed = [(key, h) for key, (h, c) in self.pending.items() if c.rows[0].row > row]
         for key, _ in doomed:
             del self.pending[key]
         if doomed:
@@ -386,9 +376,7 @@ class _Dispatch:
             except Exception:
                 pass
         if self._waiting_for_probe:
-            self._waiting_for_probe = [
-                t for t in self._waiting_for_probe if t.row < row
-            ]
+            self._waiting_for_probe = [t for t in self._waiting_for_probe if t.row < row]
 
     def _retry(self, tasks: list[RowTask], attempt: int) -> bool:
         if not tasks:
@@ -481,9 +469,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         error = exc
         raise
     finally:
-        hook.probpipe_map_finished(
-            call=info, n_failed=len(dispatch.failures), error=error
-        )
+        hook.probpipe_map_finished(call=info, n_failed=len(dispatch.failures), error=error)
     if error is not None:
         raise error
 
@@ -505,9 +491,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         "on_error": options["on_error"],
         "retries": options["retries"],
         "n_retried_rows": sum(1 for a in dispatch.attempts.values() if a > 1),
-        "failures": [
-            f.to_dict() for f in sorted(dispatch.failures.values(), key=lambda f: f.row)
-        ],
+        "failures": [f.to_dict() for f in sorted(dispatch.failures.values(), key=lambda f: f.row)],
         "call_id": info.call_id,
         "started_at": started_at.isoformat(),
         "wall_seconds": round(seconds, 6),
@@ -516,9 +500,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     return _build_result(plan, dispatch, metadata, parents, mode)
 
 
-def _raise_lowest(
-    dispatch: _Dispatch, plan: CallPlan, fname: str, backend: str
-) -> BaseException:
+def _raise_lowest(dispatch: _Dispatch, plan: CallPlan, fname: str, backend: str) -> BaseException:
     failure = dispatch.failures[min(dispatch.failures)]
     exc = failure.exception
     where = f"row {failure.row} of {fname}()"

@@ -40,7 +40,5 @@ def probpipe_rows_finished(call: Any, rows: list[int], failed: list[int]) -> Non
 
 
 @hookspec
-def probpipe_map_finished(
-    call: Any, n_failed: int, error: BaseException | None
-) -> None:
+def probpipe_map_finished(call: Any, n_failed: int, error: BaseException | None) -> None:
     """``call`` finished; ``error`` is the exception it raises, if any."""

@@ -39,9 +39,7 @@ def _is_int(value: Any) -> bool:
 
 def check_positive_int(name: str, value: Any) -> int:
     if not _is_int(value):
-        raise TypeError(
-            f"{name} must be a positive int, got {value!r} ({type(value).__name__})"
-        )
+        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
     if value < 1:
         raise ValueError(f"{name} must be a positive int, got {value}")
     return int(value)
@@ -58,7 +56,7 @@ def check_chunksize(value: Any) -> int | str | None:
 
 
 def validate_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Check every option; returns them normalized. Raises TypeError/ValueError naming the culprit."""
+    """Check and normalize options; TypeError/ValueError names the culprit."""
     for name in options:
         if name not in DEFAULTS:
             raise TypeError(unknown_name_message("option", name, list(DEFAULTS)))
@@ -77,9 +75,7 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     if "chunksize" in out:
         out["chunksize"] = check_chunksize(out["chunksize"])
     if "on_error" in out and out["on_error"] not in ("raise", "collect"):
-        raise ValueError(
-            f"on_error must be 'raise' or 'collect', got {out['on_error']!r}"
-        )
+        raise ValueError(f"on_error must be 'raise' or 'collect', got {out['on_error']!r}")
     if "retries" in out:
         retries = out["retries"]
         if not _is_int(retries):
@@ -89,34 +85,22 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
         out["retries"] = int(retries)
     if out.get("timeout") is not None:
         timeout = out["timeout"]
-        if isinstance(timeout, bool) or not isinstance(
-            timeout, (int, float, np.number)
-        ):
-            raise TypeError(
-                f"timeout must be a number of seconds or None, got {timeout!r}"
-            )
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.number)):
+            raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         out["timeout"] = float(timeout)
     if out.get("checkpoint") is not None:
         checkpoint = out["checkpoint"]
         if not isinstance(checkpoint, (str, os.PathLike)):
-            raise TypeError(
-                f"checkpoint must be a directory path or None, got {checkpoint!r}"
-            )
+            raise TypeError(f"checkpoint must be a directory path or None, got {checkpoint!r}")
         out["checkpoint"] = os.fspath(checkpoint)
     if out.get("progress") is not None and not isinstance(out["progress"], bool):
-        raise TypeError(
-            f"progress must be True, False or None (auto), got {out['progress']!r}"
-        )
+        raise TypeError(f"progress must be True, False or None (auto), got {out['progress']!r}")
     if out.get("resources") is not None:
         resources = out["resources"]
-        if not isinstance(resources, dict) or not all(
-            isinstance(k, str) for k in resources
-        ):
-            raise TypeError(
-                f"resources must be a dict like {{'num_cpus': 2}}, got {resources!r}"
-            )
+        if not isinstance(resources, dict) or not all(isinstance(k, str) for k in resources):
+            raise TypeError(f"resources must be a dict like {{'num_cpus': 2}}, got {resources!r}")
         out["resources"] = dict(resources)
     if out.get("backend") is not None:
         from ._registry import check_backend_spec

@@ -49,11 +49,7 @@ class Sweep:
         return len(self.values)
 
     def __repr__(self) -> str:
-        shown = (
-            self.values
-            if len(self.values) <= 6
-            else [*self.values[:3], "...", self.values[-1]]
-        )
+        shown = self.values if len(self.values) <= 6 else [*self.values[:3], "...", self.values[-1]]
         return f"sweep({shown})"
 
 
@@ -128,9 +124,7 @@ def bind(
     )
     names = list(signature.parameters)
     if rng_param is not None and rng_param in names[: min(len(args), n_positional)]:
-        raise TypeError(
-            f"{func_name}() receives {rng_param!r} from probpipe; do not pass it"
-        )
+        raise TypeError(f"{func_name}() receives {rng_param!r} from probpipe; do not pass it")
     if rng_param is not None:
         kwargs = {**kwargs, rng_param: None}  # placeholder; filled per row
     try:

@@ -49,14 +49,10 @@ class _ProvenanceConfig:
     @mode.setter
     def mode(self, value: ProvenanceMode | str) -> None:
         try:
-            self._mode = ProvenanceMode(
-                value.value if isinstance(value, ProvenanceMode) else value
-            )
+            self._mode = ProvenanceMode(value.value if isinstance(value, ProvenanceMode) else value)
         except ValueError:
             choices = ", ".join(m.name for m in ProvenanceMode)
-            raise ValueError(
-                f"provenance mode must be one of {choices}, got {value!r}"
-            ) from None
+            raise ValueError(f"provenance mode must be one of {choices}, got {value!r}") from None
 
     def __repr__(self) -> str:
         return f"provenance_config(mode={self._mode.name})"
@@ -213,9 +209,7 @@ class Provenance:
                 metadata=dict(data.get("metadata", {})),
             )
         except (KeyError, TypeError) as exc:
-            raise ValueError(
-                f"not a provenance dict: missing or malformed {exc}"
-            ) from None
+            raise ValueError(f"not a provenance dict: missing or malformed {exc}") from None
 
     def __repr__(self) -> str:
         meta = self.metadata

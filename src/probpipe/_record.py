@@ -36,9 +36,7 @@ class Record(Mapping):
         if not fields:
             raise ValueError("Record needs at least one field, e.g. Record(X=X, y=y)")
         object.__setattr__(self, "_name", name)
-        object.__setattr__(
-            self, "_data", {key: _frozen(value) for key, value in fields.items()}
-        )
+        object.__setattr__(self, "_data", {key: _frozen(value) for key, value in fields.items()})
 
     @property
     def name(self) -> str | None:

@@ -94,13 +94,9 @@ class _Registry:
     def _add(self, cls: type, source: str) -> None:
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
-            raise TypeError(
-                f"{source}: backend class {cls!r} needs a non-empty string `name`"
-            )
+            raise TypeError(f"{source}: backend class {cls!r} needs a non-empty string `name`")
         if not isinstance(getattr(cls, "provenance_tag", None), str):
-            raise TypeError(
-                f"{source}: backend {name!r} needs a string `provenance_tag`"
-            )
+            raise TypeError(f"{source}: backend {name!r} needs a string `provenance_tag`")
         missing = [m for m in _REQUIRED_MEMBERS if not callable(getattr(cls, m, None))]
         if missing:
             raise TypeError(f"{source}: backend {name!r} lacks {', '.join(missing)}")
@@ -118,9 +114,7 @@ class _Registry:
         with self._lock:
             pm.register(plugin, name=name)
             impls = [
-                i
-                for i in pm.hook.probpipe_register_backends.get_hookimpls()
-                if i.plugin is plugin
+                i for i in pm.hook.probpipe_register_backends.get_hookimpls() if i.plugin is plugin
             ]
             for impl in impls:
                 impl.function(register=lambda cls: self._add(cls, name or repr(plugin)))
@@ -131,7 +125,7 @@ class _Registry:
             pm.unregister(plugin)
 
     def backends(self) -> dict[str, tuple[type, str]]:
-        self.plugin_manager
+        _ = self.plugin_manager  # loads the plugins on first use
         return dict(self._backends)
 
     def lookup(self, name: str) -> type:
@@ -140,15 +134,11 @@ class _Registry:
             raise TypeError(f"a backend name must be a string, got {name!r}")
         known = self.backends()
         if name not in known:
-            raise BackendNotFoundError(
-                unknown_name_message("backend", name, list(known))
-            )
+            raise BackendNotFoundError(unknown_name_message("backend", name, list(known)))
         cls = known[name][0]
         missing = _missing_modules(cls)
         if missing:
-            hint = (
-                getattr(cls, "install_hint", "") or f"pip install {' '.join(missing)}"
-            )
+            hint = getattr(cls, "install_hint", "") or f"pip install {' '.join(missing)}"
             raise BackendUnavailableError(
                 f"backend {name!r} needs {', '.join(missing)}, which "
                 f"{'is' if len(missing) == 1 else 'are'} not installed. Install with: {hint}"
@@ -163,8 +153,7 @@ class _Registry:
                 name=name,
                 installed=not missing,
                 provenance_tag=cls.provenance_tag,
-                description=getattr(cls, "description", "")
-                or (cls.__doc__ or "").strip(),
+                description=getattr(cls, "description", "") or (cls.__doc__ or "").strip(),
                 install_hint=getattr(cls, "install_hint", ""),
                 source=source,
                 missing=tuple(missing),
@@ -191,9 +180,7 @@ def check_backend_spec(spec: Any) -> None:
     """Validate a ``backend=`` option: a known, installed name or a backend object."""
     if isinstance(spec, str):
         registry.lookup(spec)
-    elif not (
-        callable(getattr(spec, "map", None)) and callable(getattr(spec, "gather", None))
-    ):
+    elif not (callable(getattr(spec, "map", None)) and callable(getattr(spec, "gather", None))):
         raise TypeError(
             f"backend must be a backend name (see probpipe.available_backends()) or a "
             f"backend object, got {spec!r}"

@@ -66,9 +66,7 @@ class SweepResult(Sequence):
             if all(_same(c.get(k), v) for k, v in coords.items())
         ]
         if len(matches) != 1:
-            raise KeyError(
-                f"{len(matches)} cells match {coords}; coords are {self.coords}"
-            )
+            raise KeyError(f"{len(matches)} cells match {coords}; coords are {self.coords}")
         return matches[0]
 
     def __repr__(self) -> str:
@@ -94,9 +92,7 @@ def _numeric_stack(values: list[Any]) -> np.ndarray | None:
             arr = np.asarray(value)
         except Exception:
             return None
-        if arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
-        ):
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             return None
         if shape is None:
             shape = arr.shape
@@ -115,10 +111,6 @@ def assemble(values: list[Any], provenance: Any) -> Any:
             result = ItemsResult(values)
     else:
         stacked = _numeric_stack(values)
-        result = (
-            EmpiricalDistribution(stacked)
-            if stacked is not None
-            else ItemsResult(values)
-        )
+        result = EmpiricalDistribution(stacked) if stacked is not None else ItemsResult(values)
     result.provenance = provenance
     return result

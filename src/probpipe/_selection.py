@@ -107,9 +107,7 @@ def use_backend(name: str, **options: Any) -> BackendChoice:
 
 def _stop_replaced() -> None:
     with _lock:
-        stale = [
-            b for b in _replaced if b is not _process_wide and id(b) not in _entered
-        ]
+        stale = [b for b in _replaced if b is not _process_wide and id(b) not in _entered]
         _replaced[:] = [b for b in _replaced if b not in stale]
     for backend in stale:
         session_for(backend).close()

@@ -34,9 +34,7 @@ INPUT_STREAM = 0x5EED
 
 def row_rng(seed: int, seed_key: int) -> np.random.Generator:
     """The generator row ``seed_key`` receives as ``rng``: a pure function of (seed, row)."""
-    return np.random.default_rng(
-        np.random.SeedSequence(entropy=seed, spawn_key=(seed_key,))
-    )
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(seed_key,)))
 
 
 # ---------------------------------------------------------------------------
@@ -220,9 +218,7 @@ def _portable(exc: BaseException) -> BaseException:
         pickle.loads(pickle.dumps(exc))
         return exc
     except Exception:
-        return RemoteRowError(
-            f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc)
-        )
+        return RemoteRowError(f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc))
 
 
 def _worker_name() -> str:
@@ -236,9 +232,7 @@ def run_chunk(spec: CallSpec | SharedRef, chunk: Chunk) -> ChunkResult:
     """Run every row of ``chunk``; the engine task each backend submits."""
     spec = resolve(spec).resolve_shared()
     func = spec.func
-    result = ChunkResult(
-        rows=[], values=[], failures={}, seconds=[], worker=_worker_name()
-    )
+    result = ChunkResult(rows=[], values=[], failures={}, seconds=[], worker=_worker_name())
     for task in chunk.rows:
         start = time.perf_counter()
         try:

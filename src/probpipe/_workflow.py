@@ -39,9 +39,7 @@ class WorkflowFunction:
         self._given_options = validate_options(options)
         self.options: dict[str, Any] = {**DEFAULTS, **self._given_options}
         self.signature = inspect.signature(func)
-        self.rng_param = (
-            RNG_PARAMETER if RNG_PARAMETER in self.signature.parameters else None
-        )
+        self.rng_param = RNG_PARAMETER if RNG_PARAMETER in self.signature.parameters else None
         functools.update_wrapper(self, func)
 
     def with_options(self, **options: Any) -> WorkflowFunction:
