@@ -127,10 +127,12 @@ class ExecutionBackend:
         """
         return LocalRef(value, key)
 
-    def call_scope(self, label: str) -> contextlib.AbstractContextManager:
+    def call_scope(self, call: Any) -> contextlib.AbstractContextManager:
         """Bracket one probpipe call; every map and gather of the call runs inside.
 
-        Prefect opens its flow run here. The default does nothing.
+        ``call`` is the :class:`probpipe.CallInfo` (function name, rows, and the
+        call's options such as ``resources``). Prefect opens its flow run here.
+        The default does nothing.
         """
         return contextlib.nullcontext()
 

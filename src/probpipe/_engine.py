@@ -50,7 +50,7 @@ from ._provenance import (
     provenance_config,
 )
 from ._results import SweepResult, assemble
-from ._worker import Chunk, ChunkResult, RowFailure, RowTask, run_chunk
+from ._worker import Chunk, ChunkResult, RowFailure, RowTask, WorkItem, run_item
 
 # Auto chunking: each chunk should carry at least this much work, and at
 # least this many multiples of the backend's per-task overhead ...
@@ -170,16 +170,21 @@ class _Fingerprints:
         return hit[1]
 
 
-def _share_large_values(plan: CallPlan, session: Session, fp: _Fingerprints) -> None:
+def _share_large_values(plan: CallPlan, session: Session, fp: _Fingerprints) -> list[Any]:
     """Replace large constants and distribution sources by shared handles."""
     spec = plan.spec
+    refs = []
 
     def shared(value: Any) -> Any:
-        return session.share(value, fp(value)) if big_enough_to_share(value) else value
+        if not big_enough_to_share(value):
+            return value
+        refs.append(session.share(value, fp(value)))
+        return refs[-1]
 
     spec.arguments = {name: shared(value) for name, value in spec.arguments.items()}
     spec.root_shared = tuple(shared(value) for value in spec.root_shared)
     spec.cells = tuple(tuple(shared(value) for value in cell) for cell in spec.cells)
+    return refs
 
 
 # ---------------------------------------------------------------------------
@@ -194,6 +199,7 @@ class _Dispatch:
         self,
         session: Session,
         spec_ref: Any,
+        refs: tuple,
         tasks: list[RowTask],
         *,
         chunksize: int | str,
@@ -206,6 +212,7 @@ class _Dispatch:
     ):
         self.session = session
         self.spec_ref = spec_ref
+        self.refs = refs
         self.tasks = tasks
         self.chunksize = chunksize
         self.on_error = on_error
@@ -231,7 +238,7 @@ class _Dispatch:
         if not chunks:
             return
         map_ = self.session.method("map")
-        handles = map_(run_chunk_item, [(self.spec_ref, c) for c in chunks])
+        handles = map_(run_item, [WorkItem(self.spec_ref, c, self.refs) for c in chunks])
         if len(handles) != len(chunks):
             raise RuntimeError(
                 f"backend {self.backend_name!r}: map() returned {len(handles)} handles "
@@ -392,12 +399,6 @@ class _Dispatch:
         self.hook.probpipe_rows_finished(call=self.info, rows=rows, failed=failed_rows)
 
 
-def run_chunk_item(item: tuple[Any, Chunk]) -> ChunkResult:
-    """The function every backend maps: ``fn(item)`` with ``item = (spec_ref, chunk)``."""
-    spec_ref, chunk = item
-    return run_chunk(spec_ref, chunk)
-
-
 def _format_tb(exc: BaseException) -> str:
     import traceback
 
@@ -443,12 +444,12 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     t0 = time.perf_counter()
 
     session.ensure_started()
-    if ships:
-        _share_large_values(plan, session, fp)
+    refs = _share_large_values(plan, session, fp) if ships else []
     spec_ref = session.method("share")(plan.spec, f"call:{info.call_id}")
     dispatch = _Dispatch(
         session,
         spec_ref,
+        (*refs, spec_ref),
         plan.tasks,
         chunksize=chunksize,
         on_error=options["on_error"],
@@ -461,7 +462,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     hook.probpipe_map_started(call=info)
     error: BaseException | None = None
     try:
-        with session.method("call_scope")(short_name):
+        with session.method("call_scope")(info):
             dispatch.run()
         if options["on_error"] == "raise" and dispatch.failures:
             error = _raise_lowest(dispatch, plan, short_name, backend_name)

@@ -72,12 +72,18 @@ _resolved: OrderedDict[str, Any] = OrderedDict()
 _resolved_lock = threading.Lock()
 
 
-def resolve(value: Any) -> Any:
-    """``value``, or what it refers to if it is a :class:`SharedRef` (cached per process)."""
+def resolve(value: Any, delivered: dict[str, Any] | None = None) -> Any:
+    """``value``, or what it refers to if it is a :class:`SharedRef` (cached per process).
+
+    ``delivered`` holds values the engine already brought to this worker as
+    task dependencies (Dask), by ``SharedRef.key``.
+    """
     if not isinstance(value, SharedRef):
         return value
     if isinstance(value, LocalRef):
         return value.value
+    if delivered and value.key in delivered:
+        return delivered[value.key]
     with _resolved_lock:
         if value.key in _resolved:
             _resolved.move_to_end(value.key)
@@ -140,13 +146,13 @@ class CallSpec:
     call_id: str = ""
     resolved: bool = field(default=False, repr=False)
 
-    def resolve_shared(self) -> CallSpec:
+    def resolve_shared(self, delivered: dict[str, Any] | None = None) -> CallSpec:
         """Fetch every SharedRef this spec holds (once per worker process)."""
         if self.resolved:
             return self
-        self.arguments = {k: _resolve_nested(v) for k, v in self.arguments.items()}
-        self.root_shared = tuple(resolve(v) for v in self.root_shared)
-        self.cells = tuple(tuple(resolve(v) for v in cell) for cell in self.cells)
+        self.arguments = {k: resolve(v, delivered) for k, v in self.arguments.items()}
+        self.root_shared = tuple(resolve(v, delivered) for v in self.root_shared)
+        self.cells = tuple(tuple(resolve(v, delivered) for v in cell) for cell in self.cells)
         self.resolved = True
         return self
 
@@ -162,14 +168,6 @@ class CallSpec:
             arguments[self.rng_param] = row_rng(self.seed, task.seed_key)
         bound = inspect.BoundArguments(self.signature, OrderedDict(arguments))
         return bound.args, bound.kwargs
-
-
-def _resolve_nested(value: Any) -> Any:
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(resolve(v) for v in value)
-    if isinstance(value, dict):
-        return {k: resolve(v) for k, v in value.items()}
-    return resolve(value)
 
 
 def _set_slot(arguments: dict[str, Any], slot: tuple, value: Any) -> None:
@@ -228,9 +226,43 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_chunk(spec: CallSpec | SharedRef, chunk: Chunk) -> ChunkResult:
-    """Run every row of ``chunk``; the engine task each backend submits."""
-    spec = resolve(spec).resolve_shared()
+class WorkItem:
+    """What a backend's ``map`` receives per task: the call's spec (handle) and a chunk.
+
+    ``refs`` lists every SharedRef the call uses, for engines that must be told
+    a task's data dependencies (Dask). A plain class on purpose: engines walk
+    dataclasses, tuples and lists in task arguments looking for futures; this
+    stays opaque to them.
+    """
+
+    __slots__ = ("chunk", "refs", "spec")
+
+    def __init__(self, spec: Any, chunk: Chunk, refs: tuple[SharedRef, ...] = ()):
+        self.spec = spec
+        self.chunk = chunk
+        self.refs = refs
+
+    def __reduce__(self):
+        return (WorkItem, (self.spec, self.chunk, self.refs))
+
+    @property
+    def label(self) -> str:
+        return self.chunk.label
+
+
+def run_item(item: WorkItem, delivered: dict[str, Any] | None = None) -> ChunkResult:
+    """The function every backend maps over its items.
+
+    ``delivered``: values of ``item.refs`` the engine already resolved, by key.
+    """
+    return run_chunk(item.spec, item.chunk, delivered)
+
+
+def run_chunk(
+    spec: CallSpec | SharedRef, chunk: Chunk, delivered: dict[str, Any] | None = None
+) -> ChunkResult:
+    """Run every row of ``chunk``, catching each row's exception."""
+    spec = resolve(spec, delivered).resolve_shared(delivered)
     func = spec.func
     result = ChunkResult(rows=[], values=[], failures={}, seconds=[], worker=_worker_name())
     for task in chunk.rows:

@@ -1,0 +1,144 @@
+"""Dask clusters for probpipe backends: start a local one once, or attach to one.
+
+A local cluster uses worker *processes* (the work is Python-level NumPy, which
+threads would serialize on the GIL), binds 127.0.0.1 including its dashboard
+port, and lets a worker death fail the task at once (``allowed-failures: 0``)
+so the core's own retry and isolation logic decides what happens next.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .._errors import BackendConnectionError
+from .._worker import SharedRef
+from ._logs import engine_log_level, quiet_this_process, worker_env
+
+_ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/]+(:\d+)?$")
+
+
+def check_address(address: Any) -> None:
+    if address is None:
+        return
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise ValueError(
+            "Dask address must be None (start a local cluster) or a scheduler address "
+            f"like 'tcp://127.0.0.1:8786', got {address!r}"
+        )
+
+
+class DaskCluster:
+    """A Dask client plus, if probpipe started it, the LocalCluster behind it."""
+
+    def __init__(
+        self,
+        address: str | None,
+        n_workers: int,
+        threads_per_worker: int,
+        extra_env: dict[str, str] | None = None,
+        client_class: Any = None,
+    ):
+        check_address(address)
+        self.client_class = client_class
+        self.address = address
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self.extra_env = extra_env or {}
+        self.cluster: Any = None
+        self.client: Any = None
+
+    def start(self) -> DaskCluster:
+        quiet_this_process()
+        import dask
+        import distributed
+
+        level = engine_log_level()
+        if self.address is None:
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                self.cluster = distributed.LocalCluster(
+                    n_workers=self.n_workers,
+                    threads_per_worker=self.threads_per_worker,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    silence_logs=level,
+                    env={**worker_env(), **self.extra_env},
+                )
+            target = self.cluster
+        else:
+            target = self.address
+        try:
+            client_class = self.client_class or distributed.Client
+            self.client = client_class(target, set_as_default=False, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            raise BackendConnectionError(
+                f"could not connect to the Dask scheduler at {self.address!r}: {exc}. "
+                "Is `dask scheduler` running there?"
+            ) from exc
+        return self
+
+    @property
+    def owned(self) -> bool:
+        return self.cluster is not None
+
+    def parallelism(self) -> int:
+        info = self.client.scheduler_info(n_workers=-1) if self.client else {}
+        threads = sum(w.get("nthreads", 1) for w in info.get("workers", {}).values())
+        return max(1, threads)
+
+    def scheduler_address(self) -> str | None:
+        return self.client.scheduler.address if self.client else None
+
+    def close(self) -> None:
+        """Close the client; close the cluster only if probpipe started it."""
+        client, cluster = self.client, self.cluster
+        self.client = self.cluster = None
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+class DaskRef(SharedRef):
+    """A value scattered to the cluster, delivered by Dask as a task dependency.
+
+    Pass ``{ref.key: ref.future}`` in the task's arguments (see
+    :func:`dependencies`): Dask moves the value to each worker once and hands
+    it to the task, which finds it by ``key``. Only the key is pickled: a
+    Future would drag its client along, and a worker cannot fetch a key it
+    was not given as a dependency.
+    """
+
+    def __init__(self, future: Any, key: str):
+        self.future = future
+        self.key = key
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key, "future": None}
+
+    def get(self) -> Any:
+        raise RuntimeError(
+            "a Dask-shared value reached a worker without being passed as a task "
+            "dependency; the backend must pass engines.dask.dependencies(item)"
+        )
+
+
+def dependencies(refs: Any) -> dict[str, Any]:
+    """``{key: future}`` for the Dask-shared values among ``refs``."""
+    return {ref.key: ref.future for ref in refs if isinstance(ref, DaskRef)}
+
+
+def scatter(client: Any, value: Any, key: str) -> DaskRef:
+    # hash=False: never let equal-looking values share (or be deduplicated to)
+    # one key; the core already reuses handles by content fingerprint.
+    [future] = client.scatter([value], hash=False, broadcast=False)
+    return DaskRef(future, key)
+
+
+def is_worker_lost(exc: BaseException) -> bool:
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+
+    return isinstance(exc, (KilledWorker, FutureCancelledError))

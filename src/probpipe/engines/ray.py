@@ -1,0 +1,205 @@
+"""One Ray connection per process, shared by every Ray-based backend.
+
+Ray allows one ``ray.init`` per process, so the Prefect-Ray adapter and the
+native Ray plugin share this connection, reference-counted:
+
+``address=None``
+    Start a private local Ray (bound to 127.0.0.1) on first use; shut it
+    down when the last backend using it closes.
+``address="auto"``
+    Attach to the Ray already running on this machine (``ray start --head``),
+    or fail with a message saying how to start one. Never starts a cluster:
+    ``RayTaskRunner(address="auto")`` would silently start a private one.
+``address="ray://host:10001"``
+    Ray Client. Attached connections are only disconnected, never stopped.
+
+If the user called ``ray.init`` themselves, that connection is used as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+from typing import Any
+
+from .._errors import BackendConnectionError
+from .._worker import SharedRef
+from ._logs import engine_log_level, quiet_this_process, worker_env
+
+_LOOPBACK_FLAG = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_ADDRESS = re.compile(r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$")
+
+_lock = threading.Lock()
+_users = 0
+_mode = ""  # "started" (stop it), "attached" (disconnect) or "user" (leave it)
+_address: Any = "unset"  # what the current connection was made for
+_saved_flag: str | None = None
+
+
+def check_address(address: Any) -> None:
+    """Validate an ``address`` option without connecting."""
+    if address is None:
+        return
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise ValueError(
+            f"Ray address must be None (start a local Ray), 'auto' (attach to the Ray "
+            f"running on this machine), 'ray://host:port' (Ray Client) or 'host:port', "
+            f"got {address!r}"
+        )
+
+
+def _no_cluster_running() -> bool:
+    from ray._private import services
+
+    if os.environ.get("RAY_ADDRESS"):
+        return False
+    return not services.find_gcs_addresses() and services.find_bootstrap_address(None) is None
+
+
+def _runtime_env(extra_env: dict[str, str]) -> dict[str, Any]:
+    env = {**worker_env(), **extra_env}
+    # Workers import the user's modules by reference: give them our sys.path.
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return {"env_vars": env}
+
+
+def acquire(
+    address: str | None,
+    init_options: dict[str, Any] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> None:
+    """Connect (or start) Ray for one more user."""
+    global _users, _mode, _address, _saved_flag
+    check_address(address)
+    with _lock:
+        if _users and _address != address:
+            raise BackendConnectionError(
+                f"Ray is already connected to {_describe(_address)} in this process; a "
+                f"backend cannot use {_describe(address)} at the same time (Ray allows one "
+                "connection per process). Close the other Ray backend first."
+            )
+        if _users:
+            _users += 1
+            return
+        quiet_this_process()
+        import ray
+
+        level = getattr(logging, engine_log_level())
+        if level >= logging.WARNING:
+            # Ray 2.60 warns about token auth on every init; it is expected here.
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+                logging.ERROR
+            )
+        if ray.is_initialized():
+            _mode = "user"  # the user's own connection: use it, never stop it
+        else:
+            if address == "auto" and _no_cluster_running():
+                raise BackendConnectionError(
+                    "address='auto' attaches to a Ray cluster already running on this "
+                    "machine, and none is running. Start one with `ray start --head "
+                    "--node-ip-address=127.0.0.1`, or use address=None to let probpipe "
+                    "start a private local Ray."
+                )
+            options = {
+                "logging_level": level,
+                "log_to_driver": True,
+                "runtime_env": _runtime_env(extra_env or {}),
+                **(init_options or {}),
+            }
+            if address is None:
+                options.setdefault("include_dashboard", False)
+                # Makes a local Ray bind 127.0.0.1 instead of the routable
+                # interface: this process reads the constant, the processes
+                # Ray spawns read the environment variable.
+                from ray._private import ray_constants
+
+                _saved_flag = os.environ.get(_LOOPBACK_FLAG)
+                os.environ[_LOOPBACK_FLAG] = "0"
+                ray_constants.ENABLE_RAY_CLUSTER = False
+            try:
+                ray.init(address=address, **options)
+            except ConnectionError as exc:
+                raise BackendConnectionError(
+                    f"could not connect to Ray at {address!r}: {exc}"
+                ) from exc
+            _mode = "started" if address is None else "attached"
+        _address = address
+        _users = 1
+
+
+def release() -> None:
+    """Drop one user; the last one shuts down a Ray probpipe started (or disconnects)."""
+    global _users, _mode, _address, _saved_flag
+    with _lock:
+        _users = max(0, _users - 1)
+        if _users or not _mode:
+            return
+        import ray
+
+        if _mode in ("started", "attached") and ray.is_initialized():
+            # For a Ray we started this stops its processes; for an attached
+            # cluster it only disconnects this driver. Never `ray stop`, which
+            # would stop every Ray on the host.
+            ray.shutdown()
+        if _mode == "started":
+            from ray._private import ray_constants
+
+            ray_constants.ENABLE_RAY_CLUSTER = _saved_flag != "0"
+            if _saved_flag is None:
+                os.environ.pop(_LOOPBACK_FLAG, None)
+            else:
+                os.environ[_LOOPBACK_FLAG] = _saved_flag
+        _mode, _address, _saved_flag = "", "unset", None
+
+
+def owns_cluster() -> bool:
+    return _mode == "started"
+
+
+def parallelism() -> int:
+    """CPUs in the cluster (at least 1)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _describe(address: Any) -> str:
+    if address is None:
+        return "a local Ray started by probpipe"
+    return repr(address)
+
+
+class RayRef(SharedRef):
+    """A value in Ray's object store; workers read it zero-copy where possible."""
+
+    def __init__(self, object_ref: Any, key: str):
+        self.object_ref = object_ref
+        self.key = key
+
+    def get(self) -> Any:
+        import ray
+
+        return ray.get(self.object_ref)
+
+
+def put(value: Any, key: str) -> RayRef:
+    import ray
+
+    return RayRef(ray.put(value), key)
+
+
+def is_worker_lost(exc: BaseException) -> bool:
+    from ray import exceptions as rex
+
+    lost = (
+        rex.WorkerCrashedError,
+        rex.NodeDiedError,
+        rex.OutOfMemoryError,
+        rex.LocalRayletDiedError,
+        rex.ObjectLostError,
+    )
+    return isinstance(exc, lost) or isinstance(getattr(exc, "cause", None), lost)
