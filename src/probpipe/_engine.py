@@ -319,6 +319,7 @@ class _Dispatch:
         by_row = {t.row: t for t in chunk.rows}
         for row, value, seconds in zip(result.rows, result.values, result.seconds):
             self.row_seconds.append(seconds)
+            self.attempts[row] = chunk.attempt + 1
             failure = result.failures.get(row)
             if failure is None:
                 self.values[row] = value

@@ -1,0 +1,93 @@
+"""Row functions the conformance suite runs.
+
+They live in the package (not in a test file) so that every worker process
+of every engine can import them by reference.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+
+class ConformanceError(Exception):
+    """A user-defined exception type a row raises on purpose."""
+
+
+class Unpicklable:
+    """Holds a lock, so it cannot be pickled."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+
+def noisy_value(x, scale=1.0, rng=None):
+    """A scalar that depends on the argument and on the row's generator."""
+    return float(x) * scale + rng.normal()
+
+
+def vector_value(x, rng=None):
+    """A length-3 vector per row."""
+    return np.array([x, x**2, rng.normal()])
+
+
+def bootstrap_stats(X, y, rng=None):
+    """Statistics of a co-sampled bootstrap replicate (X and y share indices)."""
+    X = np.asarray(X)
+    y = np.asarray(y)
+    return np.array([X.mean(), y.mean(), float(np.corrcoef(X, y)[0, 1]), rng.normal()])
+
+
+def gaussian_posterior(x, rng=None):
+    """A distribution per row (so results form a mixture)."""
+    from probpipe import EmpiricalDistribution
+
+    return EmpiricalDistribution(x + rng.normal(size=(50, 2)))
+
+
+def describe_row(x, label="row"):
+    """A non-numeric row: a dict."""
+    return {"label": label, "x": round(float(x), 12)}
+
+
+def slow_first(x, index_scale=0.02, n=16, rng=None):
+    """Rows with small x sleep longest, so rows finish out of order."""
+    time.sleep(max(0.0, (n - x)) * index_scale)
+    return float(x) + rng.normal()
+
+
+def fail_on(x, bad=(), rng=None):
+    """Raise ConformanceError on the rows whose x is in ``bad``."""
+    if int(x) in bad:
+        raise ConformanceError(f"row with x={int(x)} fails on purpose")
+    return float(x) + rng.normal()
+
+
+def fail_first_attempt(x, marker_dir, bad=(), rng=None):
+    """Fail the first attempt of rows in ``bad`` (markers on disk work across processes)."""
+    value = float(x) + rng.normal()
+    if int(x) in bad:
+        marker = os.path.join(marker_dir, f"attempt-{int(x)}")
+        if not os.path.exists(marker):
+            with open(marker, "w") as fh:
+                fh.write("failed once")
+            raise ConformanceError(f"transient failure at x={int(x)}")
+    return value
+
+
+def uses_shared(data, i):
+    """Touch a large shared array."""
+    return float(data[int(i) % data.shape[0]].sum()) + float(i)
+
+
+def identity(x):
+    return x
+
+
+def pid_of_row(x):
+    """The process that ran the row."""
+    return os.getpid()
