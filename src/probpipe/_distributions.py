@@ -480,11 +480,13 @@ class MixtureDistribution(Distribution):
 
     def log_prob(self, x):
         parts = np.stack([np.asarray(c.log_prob(x), dtype=float) for c in self.components])
+        # log(0) = -inf is the right answer for a zero weight, and outside every
+        # component's support; it is not worth a warning.
         with np.errstate(divide="ignore"):
             parts = parts + np.log(self.weights).reshape((-1,) + (1,) * (parts.ndim - 1))
-        top = np.max(parts, axis=0)
-        safe_top = np.where(np.isfinite(top), top, 0.0)
-        return _squeeze(safe_top + np.log(np.sum(np.exp(parts - safe_top), axis=0)))
+            top = np.max(parts, axis=0)
+            safe_top = np.where(np.isfinite(top), top, 0.0)
+            return _squeeze(safe_top + np.log(np.sum(np.exp(parts - safe_top), axis=0)))
 
     def _params(self):
         return {"components": self.components, "weights": self._weights}

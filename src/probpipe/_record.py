@@ -8,9 +8,29 @@ from typing import Any
 import numpy as np
 
 
-def _frozen(value: Any) -> Any:
-    """A read-only view of arrays, so a Record cannot be changed through itself."""
+def _read_only_throughout(arr: np.ndarray) -> bool:
+    """True if no writable array (or buffer) can reach ``arr``'s memory."""
+    base: Any = arr
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    return base is None or isinstance(base, bytes)
+
+
+def _frozen(value: Any, owned: bool = False) -> Any:
+    """Read-only storage for a field, so a Record never changes once made.
+
+    An array the caller could still write to (itself, or another view of its
+    memory) is copied first; ``owned`` marks fresh arrays nothing else holds
+    (rows taken by :meth:`Record.take`, unpickled fields), which are frozen in
+    place. The stored value is a read-only view of a read-only array, so its
+    ``writeable`` flag cannot be switched back on either.
+    """
     if isinstance(value, np.ndarray):
+        if not owned and not _read_only_throughout(value):
+            value = value.copy()
+        value.flags.writeable = False
         view = value.view()
         view.flags.writeable = False
         return view
@@ -23,7 +43,8 @@ class Record(Mapping):
     """Immutable named fields: ``Record(name="challenger", X=X, y=y)``.
 
     Fields are read with ``rec["X"]`` (or ``rec.X``); ``rec.fields`` lists their
-    names in the order given. Arrays are stored as read-only views. A Record of
+    names in the order given. Arrays are stored read-only, copied first if the
+    caller could still write to them, so a Record never changes. A Record of
     equal-length arrays is a dataset that
     :class:`~probpipe.BootstrapReplicateDistribution` can resample row-wise.
     """
@@ -37,6 +58,18 @@ class Record(Mapping):
             raise ValueError("Record needs at least one field, e.g. Record(X=X, y=y)")
         object.__setattr__(self, "_name", name)
         object.__setattr__(self, "_data", {key: _frozen(value) for key, value in fields.items()})
+
+    @classmethod
+    def _from_owned(cls, name: str | None, fields: dict[str, Any]) -> Record:
+        """A Record of fresh arrays nothing else references: frozen without a copy."""
+        if not fields:
+            raise ValueError("Record needs at least one field, e.g. Record(X=X, y=y)")
+        record = cls.__new__(cls)
+        object.__setattr__(record, "_name", name)
+        object.__setattr__(
+            record, "_data", {key: _frozen(value, owned=True) for key, value in fields.items()}
+        )
+        return record
 
     @property
     def name(self) -> str | None:
@@ -100,9 +133,8 @@ class Record(Mapping):
 
     def take(self, indices: np.ndarray) -> Record:
         """The Record of rows ``indices`` (every field indexed the same way)."""
-        return Record(
-            name=self._name,
-            **{key: np.asarray(value)[indices] for key, value in self._data.items()},
+        return Record._from_owned(
+            self._name, {key: np.asarray(value)[indices] for key, value in self._data.items()}
         )
 
     def __eq__(self, other: object) -> bool:
@@ -132,4 +164,4 @@ class Record(Mapping):
 
 
 def _rebuild_record(name: str | None, data: dict[str, Any]) -> Record:
-    return Record(name=name, **data)
+    return Record._from_owned(name, data)
