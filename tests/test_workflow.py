@@ -502,15 +502,6 @@ def raises_custom(x):
     raise NeedsTwoArguments(7, "bad input")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pp.RemoteRowError,
-    reason=(
-        "_worker.run_chunk passes every row exception through _portable(), which swaps an "
-        "exception that fails a pickle round trip for RemoteRowError even on the in-process "
-        "sequential backend, where nothing is pickled"
-    ),
-)
 def test_in_process_rows_reraise_exceptions_that_do_not_pickle():
     wf = pp.WorkflowFunction(raises_custom, n_broadcast_samples=3, seed=SEED)
     with pytest.raises(NeedsTwoArguments, match="code 7: bad input") as info:

@@ -441,6 +441,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         options=dict(options),
     )
     plan.spec.call_id = info.call_id
+    plan.spec.portable_errors = ships
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
 

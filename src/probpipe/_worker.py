@@ -144,6 +144,9 @@ class CallSpec:
     seed: int
     rng_param: str | None
     call_id: str = ""
+    # Exceptions cross a process boundary: replace unpicklable ones by a
+    # stand-in. In-process backends keep the original object.
+    portable_errors: bool = True
     resolved: bool = field(default=False, repr=False)
 
     def resolve_shared(self, delivered: dict[str, Any] | None = None) -> CallSpec:
@@ -273,7 +276,8 @@ def run_chunk(
         except Exception as exc:
             value = None
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            result.failures[task.row] = RowFailure(_portable(exc), tb, result.worker)
+            kept = _portable(exc) if spec.portable_errors else exc
+            result.failures[task.row] = RowFailure(kept, tb, result.worker)
         result.rows.append(task.row)
         result.values.append(value)
         result.seconds.append(time.perf_counter() - start)

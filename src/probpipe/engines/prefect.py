@@ -16,14 +16,19 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
+from .._errors import BackendConnectionError
 from ._logs import quiet_this_process
 
 _lock = threading.Lock()
 _users = 0
-_server: Any = None  # the SubprocessASGIServer probpipe started, if any
+_server: _Server | None = None  # the server probpipe started, if any
 _url: str | None = None
 
 
@@ -36,13 +41,97 @@ def _free_port() -> int:
 def import_prefect() -> Any:
     """Import prefect with probpipe's quiet defaults applied first."""
     quiet_this_process()
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     import prefect
 
     return prefect
 
 
-def acquire_api(timeout: float = 120.0) -> str:
+class _Server:
+    """A Prefect API server on 127.0.0.1, run the way Prefect runs its temporary one.
+
+    Its own process session (Ctrl-C in a terminal reaches only the caller,
+    which then stops it in order), its log in ``$PREFECT_HOME``, and it exits
+    by itself if its parent disappears.
+    """
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float) -> None:
+        import httpx
+        from prefect.settings import get_current_settings
+
+        settings = get_current_settings()
+        home = Path(settings.home).expanduser()
+        home.mkdir(parents=True, exist_ok=True)
+        log = open(home / "probpipe-prefect-server.log", "ab")  # noqa: SIM115
+        env = {
+            **os.environ,
+            **settings.to_environment_variables(exclude_unset=True),
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            "PROBPIPE_PARENT_PID": str(os.getpid()),
+        }
+        env.pop("PREFECT_API_URL", None)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "probpipe.engines._prefect_app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "error",
+                "--lifespan",
+                "on",
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        with httpx.Client() as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise BackendConnectionError(
+                        f"the Prefect API server exited with code {self.process.returncode}; "
+                        f"see {home / 'probpipe-prefect-server.log'}"
+                    )
+                try:
+                    if client.get(f"{self.url}/health", timeout=2).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        self.stop()
+        raise BackendConnectionError(
+            f"the Prefect API server did not answer within {timeout:.0f} s; "
+            f"see {home / 'probpipe-prefect-server.log'}"
+        )
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def acquire_api(timeout: float = 180.0) -> str:
     """The API URL to use, starting the shared server on first use."""
     global _users, _server, _url
     with _lock:
@@ -52,11 +141,9 @@ def acquire_api(timeout: float = 120.0) -> str:
             if external:
                 _url = external.rstrip("/")
             else:
-                from prefect.server.api.server import SubprocessASGIServer
-
-                server = SubprocessASGIServer(port=_free_port())
-                server.start(timeout=int(timeout))
-                _server, _url = server, server.api_url
+                server = _Server()
+                server.start(timeout)
+                _server, _url = server, server.url
         _users += 1
         return _url
 
@@ -72,8 +159,6 @@ def release_api() -> None:
     _drain_workers()
     if server is not None:
         server.stop()
-        # Prefect keys servers by port; forget ours so a later start is fresh.
-        type(server)._instances.pop(server.port, None)
 
 
 def api_url() -> str | None:
@@ -86,7 +171,7 @@ def owns_server() -> bool:
 
 
 def server_pid() -> int | None:
-    process = getattr(_server, "server_process", None)
+    process = _server.process if _server is not None else None
     return process.pid if process is not None else None
 
 
@@ -110,10 +195,17 @@ def settings_for_flows(url: str) -> Any:
     """
     from prefect.settings import (
         PREFECT_API_URL,
+        PREFECT_CLIENT_MAX_RETRIES,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         temporary_settings,
     )
 
     return temporary_settings(
-        updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        updates={
+            PREFECT_API_URL: url,
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+            # Our server asks for 0.1 s between retries while SQLite is busy
+            # (see _prefect_app); allow enough of them to ride out a burst.
+            PREFECT_CLIENT_MAX_RETRIES: 40,
+        }
     )

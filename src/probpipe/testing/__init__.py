@@ -137,9 +137,7 @@ class BackendConformance:
         _same_result(got, want)
 
     def test_other_rows_give_items(self, backend):
-        got, want = self.run(
-            backend, _rows.describe_row, pp.Uniform(0, 1), kwargs={"label": "r"}
-        )
+        got, want = self.run(backend, _rows.describe_row, pp.Uniform(0, 1), kwargs={"label": "r"})
         assert isinstance(got, pp.ItemsResult)
         _same_result(got, want)
 
@@ -179,8 +177,11 @@ class BackendConformance:
 
     def test_collect_keeps_good_rows_in_order(self, backend):
         got, want = self.run(
-            backend, _rows.fail_on, kwargs={"x": pp.sweep(range(8)), "bad": (2, 5)},
-            on_error="collect", chunksize=2,
+            backend,
+            _rows.fail_on,
+            kwargs={"x": pp.sweep(range(8)), "bad": (2, 5)},
+            on_error="collect",
+            chunksize=2,
         )
         _same_result(got, want)
         assert got[2] is None and got[5] is None
@@ -192,8 +193,11 @@ class BackendConformance:
         args = {"x": pp.sweep(range(6)), "marker_dir": str(tmp_path)}
         clean = self.run_on("sequential", _rows.fail_first_attempt, kwargs=args)
         retried = self.run_on(
-            backend, _rows.fail_first_attempt, kwargs={**args, "bad": (1, 4)},
-            retries=1, chunksize=2,
+            backend,
+            _rows.fail_first_attempt,
+            kwargs={**args, "bad": (1, 4)},
+            retries=1,
+            chunksize=2,
         )
         _same_result(retried, clean)
         assert retried.provenance.metadata["n_retried_rows"] == 2
@@ -215,8 +219,12 @@ class BackendConformance:
     def test_empty_map_and_gather(self, backend):
         session = session_for(backend)
         session.ensure_started()
-        assert list(session.method("map")(run_item, [])) == []
-        assert list(session.method("gather")([])) == []
+        call = pp.CallInfo(
+            call_id="empty", func="empty", backend=backend.name, n_rows=0, n_cells=0, options={}
+        )
+        with session.method("call_scope")(call):
+            assert list(session.method("map")(run_item, [])) == []
+            assert list(session.method("gather")([])) == []
 
     def test_provenance_records_backend(self, backend):
         got, _ = self.run(backend, _rows.noisy_value, pp.Normal(0, 1))
