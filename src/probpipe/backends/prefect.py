@@ -147,11 +147,12 @@ class _PrefectBackend(ExecutionBackend):
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self):
-        self._api_url = prefect_engine.acquire_api()
+        # The engine first: a wrong address fails fast, before the API starts.
+        self._start_engine()
         try:
-            self._start_engine()
+            self._api_url = prefect_engine.acquire_api()
         except BaseException:
-            prefect_engine.release_api()
+            self._stop_engine()
             raise
         return self
 
@@ -254,7 +255,6 @@ class PrefectDaskBackend(_PrefectBackend):
             self.options["address"],
             self.options["n_workers"],
             self.options["threads_per_worker"],
-            extra_env={"PREFECT_API_URL": self._api_url},
             client_class=_prefect_dask_client_class(),
         ).start()
 
@@ -313,11 +313,7 @@ class PrefectRayBackend(_PrefectBackend):
                 raise TypeError(f"backend 'prefect-ray': {key} must be a dict, got {value!r}")
 
     def _start_engine(self):
-        ray_engine.acquire(
-            self.options["address"],
-            self.options["init_options"],
-            extra_env={"PREFECT_API_URL": self._api_url},
-        )
+        ray_engine.acquire(self.options["address"], self.options["init_options"])
 
     def _stop_engine(self):
         ray_engine.release()

@@ -112,20 +112,22 @@ def acquire(
             }
             if address is None:
                 options.setdefault("include_dashboard", False)
-                # Makes a local Ray bind 127.0.0.1 instead of the routable
-                # interface: this process reads the constant, the processes
-                # Ray spawns read the environment variable.
-                from ray._private import ray_constants
-
-                _saved_flag = os.environ.get(_LOOPBACK_FLAG)
-                os.environ[_LOOPBACK_FLAG] = "0"
-                ray_constants.ENABLE_RAY_CLUSTER = False
+            if _targets_loopback(address):
+                _use_loopback_flag()
+            if address not in (None, "auto") and not address.startswith("ray://"):
+                _token_auth_like_auto()
             try:
-                ray.init(address=address, **options)
+                # "local" always starts a new private Ray; a bare ray.init() would
+                # join a cluster started with `ray start` if one is running.
+                ray.init(address="local" if address is None else address, **options)
             except ConnectionError as exc:
+                _restore_loopback_flag()
                 raise BackendConnectionError(
                     f"could not connect to Ray at {address!r}: {exc}"
                 ) from exc
+            except BaseException:
+                _restore_loopback_flag()
+                raise
             _mode = "started" if address is None else "attached"
         _address = address
         _users = 1
@@ -145,15 +147,71 @@ def release() -> None:
             # cluster it only disconnects this driver. Never `ray stop`, which
             # would stop every Ray on the host.
             ray.shutdown()
-        if _mode == "started":
-            from ray._private import ray_constants
+        _restore_loopback_flag()
+        _mode, _address = "", "unset"
 
-            ray_constants.ENABLE_RAY_CLUSTER = _saved_flag != "0"
-            if _saved_flag is None:
-                os.environ.pop(_LOOPBACK_FLAG, None)
-            else:
-                os.environ[_LOOPBACK_FLAG] = _saved_flag
-        _mode, _address, _saved_flag = "", "unset", None
+
+def _targets_loopback(address: str | None) -> bool:
+    """Whether the Ray we start or attach to lives on 127.0.0.1."""
+    if address is None:
+        return True
+    if address.startswith("ray://"):
+        return False  # Ray Client talks to its server only; nothing to map
+    if address == "auto":
+        from ray._private import services
+
+        found = services.find_gcs_addresses() or {services.find_bootstrap_address(None) or ""}
+        return any(a.startswith(("127.", "localhost")) for a in found)
+    return address.startswith(("127.", "localhost"))
+
+
+_flag_set = False
+
+
+def _token_auth_like_auto() -> None:
+    """Use Ray's auth token for an explicit ``host:port``, as Ray does for "auto".
+
+    Ray 2.60 enables token auth from ``~/.ray/auth_token`` only for
+    ``address=None``/``"auto"``; a head from ``ray start`` requires it, so an
+    explicit address would otherwise fail with "Failed to connect".
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # other Ray versions: RAY_AUTH_MODE decides
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _use_loopback_flag() -> None:
+    """Keep Ray on 127.0.0.1 (P12: by default it maps localhost to the routable IP).
+
+    This process reads Ray's constant; the processes Ray spawns read the
+    environment variable.
+    """
+    global _saved_flag, _flag_set
+    from ray._private import ray_constants
+
+    _saved_flag = os.environ.get(_LOOPBACK_FLAG)
+    os.environ[_LOOPBACK_FLAG] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    _flag_set = True
+
+
+def _restore_loopback_flag() -> None:
+    global _saved_flag, _flag_set
+    if not _flag_set:
+        return
+    _flag_set = False
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = _saved_flag != "0"
+    if _saved_flag is None:
+        os.environ.pop(_LOOPBACK_FLAG, None)
+    else:
+        os.environ[_LOOPBACK_FLAG] = _saved_flag
+    _saved_flag = None
 
 
 def owns_cluster() -> bool:
