@@ -466,15 +466,15 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     try:
         with session.method("call_scope")(info):
             dispatch.run()
-        if options["on_error"] == "raise" and dispatch.failures:
-            error = _raise_lowest(dispatch, plan, short_name, backend_name)
+            if options["on_error"] == "raise" and dispatch.failures:
+                # Raised inside the scope, so the engine records the call as
+                # failed (Prefect: a Failed flow run).
+                raise _lowest_failure(dispatch, plan, short_name, backend_name)
     except BaseException as exc:
         error = exc
         raise
     finally:
         hook.probpipe_map_finished(call=info, n_failed=len(dispatch.failures), error=error)
-    if error is not None:
-        raise error
 
     seconds = time.perf_counter() - t0
     metadata = {
@@ -503,7 +503,8 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     return _build_result(plan, dispatch, metadata, parents, mode)
 
 
-def _raise_lowest(dispatch: _Dispatch, plan: CallPlan, fname: str, backend: str) -> BaseException:
+def _lowest_failure(dispatch: _Dispatch, plan: CallPlan, fname: str, backend: str) -> BaseException:
+    """The exception to raise: the lowest failing row's own, with a note naming the row."""
     failure = dispatch.failures[min(dispatch.failures)]
     exc = failure.exception
     where = f"row {failure.row} of {fname}()"

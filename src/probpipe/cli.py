@@ -30,8 +30,15 @@ def cmd_backends(args: argparse.Namespace) -> int:
     rows = [("name", "tag", "installed", "install", "from")]
     for name, info in infos.items():
         source = info.source.split(" (entry point")[0]
-        rows.append((name, info.provenance_tag, "yes" if info.installed else "no",
-                     info.install_hint, source))
+        rows.append(
+            (
+                name,
+                info.provenance_tag,
+                "yes" if info.installed else "no",
+                info.install_hint,
+                source,
+            )
+        )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -59,24 +66,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("backends", help="list the backends probpipe knows about",
-                       description="List every registered backend: name, provenance tag, "
-                                   "whether it is installed, how to install it, where it "
-                                   "came from.")
+    p = sub.add_parser(
+        "backends",
+        help="list the backends probpipe knows about",
+        description="List every registered backend: name, provenance tag, "
+        "whether it is installed, how to install it, where it "
+        "came from.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=cmd_backends)
 
-    p = sub.add_parser("demo", help="the bagged-posterior example (Challenger O-rings)",
-                       description="Fit a bagged posterior of the Challenger O-ring data: "
-                                   "one adaptive-Metropolis fit per bootstrap replicate.")
+    p = sub.add_parser(
+        "demo",
+        help="the bagged-posterior example (Challenger O-rings)",
+        description="Fit a bagged posterior of the Challenger O-ring data: "
+        "one adaptive-Metropolis fit per bootstrap replicate.",
+    )
     p.add_argument("--backend", default="sequential", help="backend name (default sequential)")
     p.add_argument("--replicates", type=int, default=32, help="bootstrap replicates (32)")
-    p.add_argument("--option", "-o", action="append", type=_parse_option, default=[],
-                   metavar="KEY=VALUE", help="backend option, e.g. -o address=auto (repeatable)")
+    p.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        type=_parse_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend option, e.g. -o address=auto (repeatable)",
+    )
     p.set_defaults(run=cmd_demo)
 
-    p = sub.add_parser("bench", help="run the benchmark harness (see --help)", add_help=False,
-                       description="Run the benchmark harness; arguments are passed on.")
+    p = sub.add_parser(
+        "bench",
+        help="run the benchmark harness (see --help)",
+        add_help=False,
+        description="Run the benchmark harness; arguments are passed on.",
+    )
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(run=cmd_bench)
     return parser

@@ -1,0 +1,560 @@
+"""Run every (workload, runner) case in a fresh subprocess and collect the results.
+
+Parent side (:func:`run_benchmarks`): plans the cases, calibrates W2, starts
+one subprocess per case (``python -m probpipe.benchmarks.runner CASE.json``)
+with a timeout, and after each one makes sure every process it started is
+gone. Engines never share a process, so one engine's threads, caches or
+leftovers cannot slow another down, and a crash costs one cell of the table.
+
+Child side (:func:`child_main`): starts the backend or raw engine, runs a
+warm-up call and ``repeats`` timed calls (W4: ``calls`` calls, the first one
+timed from before the engine starts), and writes a JSON result. Timing
+happens in the child, around the call only.
+
+Every process started for a run carries ``PROBPIPE_BENCH_TAG`` in its
+environment (engines pass the environment on to their workers and servers),
+so stragglers can be found with psutil and stopped by pid: those of one case
+when it ends, and those of the whole run at the end (with a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from datetime import UTC, datetime
+from importlib import metadata, util
+from pathlib import Path
+from typing import Any
+
+TAG_VAR = "PROBPIPE_BENCH_TAG"
+
+# Display order of probpipe's own backends; plugins' come after them.
+PROBPIPE_ORDER = ("sequential", "prefect", "prefect-dask", "prefect-ray", "ray")
+
+# Importable modules each raw baseline needs.
+RAW_REQUIRES = {
+    "raw-loop": (),
+    "raw-pool": (),
+    "raw-ray": ("ray",),
+    "raw-dask": ("distributed",),
+    "raw-prefect": ("prefect",),
+    "raw-prefect-dask": ("prefect", "prefect_dask", "distributed"),
+    "raw-prefect-ray": ("prefect", "prefect_ray", "ray"),
+}
+
+# Seconds to let an engine's processes exit by themselves after its case ends.
+EXIT_GRACE = 20.0
+
+
+# ---------------------------------------------------------------------------
+# Child: one case
+# ---------------------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _call_details(result: Any) -> dict[str, Any]:
+    """Chunking as probpipe resolved it, from the result's provenance."""
+    meta = getattr(getattr(result, "provenance", None), "metadata", None) or {}
+    return {k: meta[k] for k in ("chunksize", "n_chunks") if k in meta}
+
+
+def _run_case(case: dict[str, Any], save: Any) -> dict[str, Any]:
+    from .baselines import BASELINES
+    from .workloads import WORKLOADS, checked
+
+    workload = WORKLOADS[case["workload"]]
+    runner = case["runner"]
+    out: dict[str, Any] = {"rss_start_mb": round(_rss_mb(), 1)}
+    prepared = workload.prepare(case["sizes"], runner)
+    out["rows"] = prepared.rows
+
+    if runner in BASELINES:
+        engine = BASELINES[runner]()
+
+        def raw_call(i: int, light: bool) -> Any:
+            fn, items, const = prepared.raw_args(i, light)
+            return engine.map(fn, items, const)
+
+        call, context = checked(raw_call, prepared.rows), engine
+    else:
+        import probpipe as pp
+
+        call = checked(prepared.probpipe_call, prepared.rows)
+        context = pp.use_backend(runner)  # scoped: the backend stops when the block exits
+
+    t_begin = time.perf_counter()
+    with context:
+        entered = time.perf_counter()
+        out["enter_s"] = entered - t_begin
+        if workload.first_call_counts:
+            # W4: nothing is discarded; the first call also pays for the engine.
+            times = []
+            for i in range(int(case["sizes"]["calls"])):
+                t0 = time.perf_counter()
+                result = call(i)
+                times.append(time.perf_counter() - t0)
+            out["first_call_s"] = times[0] + out["enter_s"]
+            out["later_calls_s"] = times[1:]
+            out["times_s"] = times[1:]
+        else:
+            t0 = time.perf_counter()
+            call(0, light=True)
+            out["warmup_s"] = time.perf_counter() - t0 + out["enter_s"]
+            times = []
+            for i in range(1, case["repeats"] + 1):
+                t0 = time.perf_counter()
+                result = call(i)
+                times.append(time.perf_counter() - t0)
+            out["times_s"] = times
+        out["median_s"] = statistics.median(out["times_s"]) if out["times_s"] else None
+        out.update(_call_details(result))
+        out["result_mb"] = prepared.result_nbytes(result) / 2**20
+        out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        del result
+        # Save before the engine stops: a hang on the way out keeps the numbers.
+        save({**out, "status": "ok"})
+        t_exit = time.perf_counter()
+    out["exit_s"] = time.perf_counter() - t_exit
+    return out
+
+
+def _prewarm(case: dict[str, Any], save: Any) -> dict[str, Any]:
+    """Create and migrate the run's Prefect database once, before anything is timed."""
+    import probpipe as pp
+
+    from .workloads import inc
+
+    t0 = time.perf_counter()
+    with pp.use_backend("prefect"):
+        pp.WorkflowFunction(inc, n_broadcast_samples=2, seed=0)(pp.Uniform(0.0, 1.0))
+    return {"median_s": time.perf_counter() - t0, "times_s": [time.perf_counter() - t0]}
+
+
+def child_main(case_file: str) -> int:
+    case = json.loads(Path(case_file).read_text())
+    result_file = Path(case["result_file"])
+    base = {"workload": case["workload"], "runner": case["runner"], "pid": os.getpid()}
+
+    def save(data: dict[str, Any]) -> None:
+        tmp = result_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**base, **data}, default=float))
+        tmp.replace(result_file)
+
+    try:
+        run = _prewarm if case["workload"] == "prewarm" else _run_case
+        out = run(case, save)
+    except BaseException as exc:
+        measured = json.loads(result_file.read_text()) if result_file.exists() else {}
+        if measured.get("status") == "ok":
+            # Measured fine, failed while stopping: keep the numbers, say so.
+            measured["teardown_error"] = f"{type(exc).__name__}: {exc}"
+            save(measured)
+        else:
+            save(
+                {
+                    "status": "error",
+                    "error": f"{type(exc).__name__}: {exc}".strip(),
+                    "traceback": traceback.format_exc(),
+                }
+            )
+        traceback.print_exc()
+        return 1
+    save({**out, "status": "ok"})
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Parent: processes we started, and stopping them
+# ---------------------------------------------------------------------------
+
+
+def _tagged(prefix: str) -> list[Any]:
+    """Live processes whose environment carries a tag starting with ``prefix``."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        if proc.pid == os.getpid():
+            continue
+        try:
+            tag = proc.environ().get(TAG_VAR, "")
+            if tag.startswith(prefix) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue  # gone, or not ours to read
+    return found
+
+
+def _describe(proc: Any) -> str:
+    try:
+        cmd = " ".join(proc.cmdline())[:110]
+        return f"pid {proc.pid} {proc.name()}: {cmd}"
+    except Exception:
+        return f"pid {proc.pid}"
+
+
+def _stop_tagged(prefix: str, grace: float) -> list[str]:
+    """Wait up to ``grace`` s for tagged processes to exit; stop the rest by pid."""
+    import psutil
+
+    deadline = time.monotonic() + grace
+    left = _tagged(prefix)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = _tagged(prefix)
+    if not left:
+        return []
+    names = [_describe(p) for p in left]
+    for proc in left:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(left, timeout=5)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return names
+
+
+def _child_env(run_tag: str, case_tag: str, prefect_home: str) -> dict[str, str]:
+    import probpipe
+
+    env = dict(os.environ)
+    # Self-contained: no user's server, cluster or default backend.
+    for key in ("PREFECT_API_URL", "RAY_ADDRESS", "PROBPIPE_BACKEND"):
+        env.pop(key, None)
+    package_root = str(Path(probpipe.__file__).resolve().parents[1])
+    env.update(
+        {
+            TAG_VAR: f"{run_tag}/{case_tag}",
+            # The same probpipe in the children (and their engines' workers).
+            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")])),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_HOME": prefect_home,
+            # Ray on 127.0.0.1 (engine-figures P12); probpipe sets it itself too.
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            # Engine logs at probpipe's default level for raw baselines too:
+            # logging costs time, and both sides should pay the same.
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "RAY_LOGGER_LEVEL": "warning",
+            "DASK_LOGGING__DISTRIBUTED": "warning",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def _log_tail(path: Path, lines: int = 12) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def run_case(
+    case: dict[str, Any], raw_dir: Path, run_tag: str, prefect_home: str, timeout: float
+) -> dict[str, Any]:
+    """Run one case in a fresh subprocess; always returns a result dict."""
+    case_tag = f"{case['workload']}-{case['runner']}"
+    result_file = raw_dir / f"{case_tag}.json"
+    log_file = raw_dir / f"{case_tag}.log"
+    case_file = raw_dir / f"{case_tag}.case.json"
+    result_file.unlink(missing_ok=True)
+    case_file.write_text(json.dumps({**case, "result_file": str(result_file)}))
+    started = time.perf_counter()
+    with open(log_file, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "probpipe.benchmarks.runner", str(case_file)],
+            env=_child_env(run_tag, case_tag, prefect_home),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C reaches the harness, which stops it in order.
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            if proc.poll() is None:
+                proc.terminate()  # lets the child stop its engines
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    stragglers = _stop_tagged(f"{run_tag}/{case_tag}", EXIT_GRACE)
+    try:
+        result = json.loads(result_file.read_text())
+    except (OSError, ValueError):
+        result = {"workload": case["workload"], "runner": case["runner"], "status": "error"}
+        result["error"] = f"no result (exit code {proc.returncode}); log: {_log_tail(log_file)}"
+    if timed_out and result.get("status") != "ok":
+        result["status"] = "error"
+        result["error"] = f"timed out after {timeout:.0f} s"
+    result["subprocess_s"] = time.perf_counter() - started
+    result["log"] = str(log_file)
+    if stragglers:
+        result["stragglers_stopped"] = stragglers
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Parent: the whole run
+# ---------------------------------------------------------------------------
+
+
+def discover_runners() -> tuple[list[str], list[str]]:
+    """(installed probpipe backends, raw baselines whose engines are installed)."""
+    import probpipe as pp
+
+    infos = pp.available_backends()
+    installed = [n for n, info in infos.items() if info.installed]
+    backends = [n for n in PROBPIPE_ORDER if n in installed]
+    backends += sorted(n for n in installed if n not in PROBPIPE_ORDER)
+    raw = [n for n, mods in RAW_REQUIRES.items() if all(util.find_spec(m) for m in mods)]
+    return backends, raw
+
+
+def parallel_backends(backends: list[str]) -> list[str]:
+    """Backends that run rows in other processes: the ones that can use both cores.
+
+    ``sequential`` and ``prefect`` (Prefect's thread pool, one worker by
+    default) run rows in the driver and are not expected to speed anything up.
+    """
+    from probpipe._registry import registry
+
+    parallel = []
+    for name in backends:
+        try:
+            cls = registry.lookup(name)
+        except Exception:
+            continue
+        if getattr(cls, "ships_to_processes", True):
+            parallel.append(name)
+    return parallel
+
+
+def machine_info() -> dict[str, Any]:
+    import psutil
+
+    model = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for dist in (
+        "probpipe",
+        "probpipe-ray",
+        "numpy",
+        "prefect",
+        "prefect-dask",
+        "prefect-ray",
+        "ray",
+        "dask",
+        "distributed",
+        "cloudpickle",
+        "matplotlib",
+    ):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return {
+        "cpu": model,
+        "logical_cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def plan_cases(
+    workloads: list[str], runners: list[str], known_backends: list[str]
+) -> list[tuple[str, str, bool]]:
+    """(workload, runner, applies) for every pair, in run order."""
+    from .baselines import BASELINES
+    from .workloads import WORKLOADS
+
+    plan = []
+    for key in workloads:
+        for runner in runners:
+            applies = runner in WORKLOADS[key].raw if runner in BASELINES else True
+            plan.append((key, runner, applies))
+    return plan
+
+
+def _fmt_case(result: dict[str, Any]) -> str:
+    if result.get("status") != "ok":
+        return f"ERROR {result.get('error', '?')}".splitlines()[0][:160]
+    parts = []
+    if result.get("first_call_s") is not None:
+        parts.append(f"first call {result['first_call_s']:.2f} s")
+        if result.get("median_s") is not None:
+            parts.append(f"later calls {result['median_s']:.3f} s")
+    elif result.get("median_s") is not None:
+        times = ", ".join(f"{t:.3f}" for t in result.get("times_s", []))
+        parts.append(f"median {result['median_s']:.3f} s [{times}]")
+    if result.get("chunksize") is not None:
+        parts.append(f"chunksize {result['chunksize']}")
+    if result.get("peak_rss_mb"):
+        parts.append(f"peak RSS {result['peak_rss_mb']:.0f} MB")
+    return ", ".join(parts)
+
+
+def run_benchmarks(
+    *,
+    workloads: list[str],
+    runners: list[str],
+    sizes: dict[str, dict[str, Any]],
+    repeats: int,
+    quick: bool,
+    out_dir: Path,
+    timeout: float,
+    argv: list[str],
+) -> dict[str, Any]:
+    """Run the plan, write results.json (as it goes) and return the data."""
+    from . import report
+    from .workloads import calibrate_mcmc
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir = out_dir / "raw"
+    raw_dir.mkdir(exist_ok=True)
+    run_tag = uuid.uuid4().hex[:12]
+    prefect_home = tempfile.mkdtemp(prefix="probpipe-bench-prefect-")
+    known_backends, _ = discover_runners()
+    t_run = time.perf_counter()
+    data: dict[str, Any] = {
+        "meta": {
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": "probpipe bench " + " ".join(argv),
+            "quick": quick,
+            "repeats": repeats,
+            "timeout_s": timeout,
+            "workloads": workloads,
+            "runners": runners,
+            "installed_backends": known_backends,
+            "parallel_backends": parallel_backends(known_backends),
+            "sizes": sizes,
+            "machine": machine_info(),
+            "load_average_start": list(os.getloadavg()),
+        },
+        "cases": [],
+    }
+
+    def save() -> None:
+        (out_dir / "results.json").write_text(json.dumps(data, indent=1, default=float))
+
+    if "W2" in workloads and "n_iter" not in sizes["W2"]:
+        print(f"calibrating W2 for {sizes['W2']['row_seconds']} s per row ...", flush=True)
+        cal = calibrate_mcmc(float(sizes["W2"]["row_seconds"]))
+        sizes["W2"]["n_iter"] = cal["n_iter"]
+        data["meta"]["mcmc_calibration"] = cal
+        print(
+            f"  W2 rows: {cal['n_iter']:,} Metropolis iterations "
+            f"= {cal['row_seconds_measured']:.3f} s per row",
+            flush=True,
+        )
+
+    plan = plan_cases(workloads, runners, known_backends)
+    todo = [p for p in plan if p[2]]
+    print(
+        f"{len(todo)} cases ({len(workloads)} workloads x {len(runners)} runners, "
+        f"{len(plan) - len(todo)} n/a), each in a fresh subprocess; "
+        f"raw logs in {raw_dir}",
+        flush=True,
+    )
+    try:
+        if any("prefect" in r for r in runners):
+            print("warming up the Prefect database (not timed) ...", flush=True)
+            warm = run_case(
+                {"workload": "prewarm", "runner": "prefect"},
+                raw_dir,
+                run_tag,
+                prefect_home,
+                timeout,
+            )
+            data["meta"]["prefect_prewarm"] = {
+                k: warm.get(k) for k in ("status", "median_s", "error")
+            }
+            print(f"  {_fmt_case(warm)}", flush=True)
+        done = 0
+        for key, runner, applies in plan:
+            if not applies:
+                data["cases"].append({"workload": key, "runner": runner, "status": "n/a"})
+                continue
+            done += 1
+            print(f"[{done:>2}/{len(todo)}] {key} {runner:<17} ...", end=" ", flush=True)
+            if runner not in known_backends and not runner.startswith("raw-"):
+                result = {
+                    "workload": key,
+                    "runner": runner,
+                    "status": "error",
+                    "error": f"backend {runner!r} is not installed",
+                }
+            else:
+                case = {
+                    "workload": key,
+                    "runner": runner,
+                    "sizes": sizes[key],
+                    "repeats": repeats,
+                }
+                result = run_case(case, raw_dir, run_tag, prefect_home, timeout)
+            data["cases"].append(result)
+            wall = result.get("subprocess_s", 0.0)
+            print(f"{_fmt_case(result)}  ({wall:.1f} s)", flush=True)
+            for line in result.get("stragglers_stopped", []):
+                print(f"    warning: stopped a leftover process: {line}", flush=True)
+            save()
+    finally:
+        leftovers = _stop_tagged(run_tag, grace=2.0)
+        if leftovers:
+            print("WARNING: processes started by this run were still alive; stopped:")
+            for line in leftovers:
+                print(f"  {line}")
+        data["meta"]["leftover_processes"] = leftovers
+        data["meta"]["load_average_end"] = list(os.getloadavg())
+        data["meta"]["duration_s"] = time.perf_counter() - t_run
+        shutil.rmtree(prefect_home, ignore_errors=True)
+        save()
+
+    report.write_report(data, out_dir)
+    return data
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1]))
