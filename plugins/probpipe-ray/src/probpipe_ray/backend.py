@@ -1,0 +1,312 @@
+"""The native Ray backend: one Ray task per chunk of rows.
+
+It only translates. The core (chunking, seeds, order, retries, the error
+policy) calls ``map``/``gather``/``as_completed``/``cancel``; this module
+turns those into ``f.remote``, ``ray.get``, ``ray.wait`` and ``ray.cancel``.
+The Ray connection itself is the process-wide one of
+:mod:`probpipe.engines.ray`, shared with the Prefect-Ray adapter (Ray allows
+one connection per process).
+
+Resource hints (``num_cpus``, ``num_gpus``, ``memory``, ``resources``) come
+from the backend's options and from a function's ``resources=`` option, the
+latter winning. They are checked before anything is dispatched: Ray itself
+would accept a task no node can run and wait for such a node forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import math
+import numbers
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import probpipe
+from probpipe.engines import ray as ray_engine
+
+# The resource keywords of ``ray.remote`` a hint may set, and the name of the
+# node resource each one draws on (custom resources keep their own names).
+HINT_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
+_NODE_RESOURCE = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+_DEFAULT_TASK_CPUS = 1  # what Ray reserves for a task that sets no num_cpus
+
+
+class RayBackend(probpipe.ExecutionBackend):
+    """Each chunk of rows is one Ray task (``ray.remote``) on a shared Ray connection."""
+
+    name = "ray"
+    provenance_tag = "ray"
+    description = (
+        "Native Ray: one task per chunk of rows. address=None starts a private local "
+        "Ray once, 'auto' attaches to the Ray running on this machine (or fails), "
+        "'ray://host:10001' uses Ray Client; num_cpus/num_gpus/memory/resources "
+        "are per-task resource hints."
+    )
+    install_hint = "pip install probpipe-ray"
+    requires = ("ray",)
+    option_defaults = {
+        "address": None,
+        "init_options": None,
+        "num_cpus": None,
+        "num_gpus": None,
+        "memory": None,
+        "resources": None,
+    }
+
+    ships_to_processes = True
+    default_chunksize = "auto"
+    task_overhead = 0.001  # measured ~0.5 ms per Ray task
+    supports_timeout = True  # ray.cancel(force=True) stops a running task
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)  # checks names, then validate_options()
+        self._remotes: dict[tuple, Any] = {}  # (fn, hints) -> ray.remote function
+        self._local = threading.local()  # .hints: those of the call in this thread
+        self._connected = False
+
+    def validate_options(self) -> None:
+        ray_engine.check_address(self.options["address"])
+        init_options = self.options["init_options"]
+        if init_options is not None and not isinstance(init_options, dict):
+            raise TypeError(
+                f"backend 'ray': option init_options must be a dict of ray.init() "
+                f"arguments or None, got {init_options!r}"
+            )
+        # The backend's own hints, normalized: every call's tasks start from them.
+        self._hints = check_hints(
+            {key: self.options[key] for key in HINT_KEYS}, "backend 'ray' option"
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+    def __enter__(self) -> RayBackend:
+        ray_engine.acquire(self.options["address"], self.options["init_options"])
+        self._connected = True
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._connected:
+            self._connected = False
+            self._remotes.clear()
+            # Stops a Ray probpipe started once its last user is gone; an
+            # attached cluster is only disconnected. Never `ray stop`.
+            ray_engine.release()
+
+    # -- per call -------------------------------------------------------------
+    @contextlib.contextmanager
+    def call_scope(self, call: Any) -> Iterator[None]:
+        """Use the call's resource hints for its tasks; refuse hints no node can meet.
+
+        Raising here happens before the core submits anything.
+        """
+        options = getattr(call, "options", None) or {}
+        func = f"{getattr(call, 'func', '?')}()"
+        own = check_hints(options.get("resources") or {}, f"resources of {func}")
+        hints = merge_hints(self._hints, own)
+        check_feasible(hints, func)
+        previous = getattr(self._local, "hints", None)
+        self._local.hints = hints
+        try:
+            yield
+        finally:
+            self._local.hints = previous
+
+    def _current_hints(self) -> dict[str, Any]:
+        hints = getattr(self._local, "hints", None)
+        return self._hints if hints is None else hints
+
+    # -- the narrow interface ------------------------------------------------
+    def map(self, fn: Any, items: list[Any]) -> list[Any]:
+        """One task per item; returns the ObjectRefs without waiting."""
+        remote = self._remote_function(fn, self._current_hints())
+        return [remote.remote(item) for item in items]
+
+    def _remote_function(self, fn: Any, hints: dict[str, Any]) -> Any:
+        """``ray.remote(fn)`` with these hints, built once and reused for every item."""
+        key = (fn, _frozen(hints))
+        remote = self._remotes.get(key)
+        if remote is None:
+            import ray
+
+            # max_retries=0: the core decides whether a lost chunk is re-run.
+            remote = ray.remote(max_retries=0, **hints)(fn)
+            self._remotes[key] = remote
+        return remote
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        """Results in handle order. A failed task raises Ray's ``RayTaskError``,
+        which is also an instance of the original exception type."""
+        import ray
+
+        return ray.get(list(handles))
+
+    def as_completed(self, handles: list[Any]) -> Iterator[Any]:
+        import ray
+
+        # ray.wait may hand back new ObjectRef objects for the same ids (it
+        # does for ray.put refs); the core tracks its handles by identity.
+        originals = {handle: handle for handle in handles}
+        pending = list(handles)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                yield originals[ref]
+
+    def cancel(self, handles: list[Any]) -> None:
+        """Best effort. ``force=True`` also stops a running task (by ending its
+        worker process): a row stuck in C code or swallowing KeyboardInterrupt
+        would otherwise outlive its timeout."""
+        import ray
+
+        for handle in handles:
+            with contextlib.suppress(Exception):  # finished or already gone
+                ray.cancel(handle, force=True)
+
+    def share(self, value: Any, key: str) -> Any:
+        return ray_engine.put(value, key)
+
+    def parallelism(self) -> int:
+        """Tasks that fit at once: the cluster's CPUs over the CPUs each task takes."""
+        cpus = ray_engine.parallelism()
+        per_task = self._current_hints().get("num_cpus")
+        if per_task:
+            return max(1, int(cpus // per_task))
+        return cpus
+
+    def is_worker_lost(self, exc: BaseException) -> bool:
+        return ray_engine.is_worker_lost(exc)
+
+    def describe(self) -> dict[str, Any]:
+        out = {key: _json_safe(value) for key, value in self.options.items()}
+        out["gcs_address"] = None
+        if self._connected:
+            import ray
+
+            out["ray_version"] = ray.__version__
+            with contextlib.suppress(Exception):  # not available under Ray Client
+                out["gcs_address"] = ray.get_runtime_context().gcs_address
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Resource hints
+# ---------------------------------------------------------------------------
+
+
+def check_hints(hints: dict[str, Any], where: str) -> dict[str, Any]:
+    """A validated copy of ``hints`` without the ``None`` entries.
+
+    ``where`` starts every message (the backend option, or the function whose
+    ``resources=`` option is wrong). Unknown keys and bad values raise
+    ValueError, values of the wrong type TypeError.
+    """
+    out: dict[str, Any] = {}
+    for key, value in hints.items():
+        if key not in HINT_KEYS:
+            close = difflib.get_close_matches(key, HINT_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"{where}: unknown resource hint {key!r}; {hint}Known: {', '.join(HINT_KEYS)}. "
+                f"Custom Ray resources go inside 'resources', e.g. "
+                f"resources={{'resources': {{{key!r}: 1}}}}."
+            )
+        if value is None:
+            continue
+        if key != "resources":
+            out[key] = _quantity(f"{where}: {key}", value)
+            continue
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise TypeError(
+                f"{where}: resources must be a dict of custom Ray resources like "
+                f"{{'accelerator': 1}}, got {value!r}"
+            )
+        for name in ("CPU", "GPU"):
+            if name in value:
+                raise ValueError(
+                    f"{where}: resources: ask for {name} with num_{name.lower()}s, "
+                    f"not resources={{{name!r}: ...}}"
+                )
+        out[key] = {
+            name: _quantity(f"{where}: resources[{name!r}]", q) for name, q in value.items()
+        }
+    return out
+
+
+def _quantity(what: str, value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a non-negative number, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{what} must be a non-negative number, got {value!r}")
+    # Ray accepts only Python int/float (not NumPy scalars).
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def merge_hints(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``; custom ``resources`` are merged name by name."""
+    merged = {**base, **override}
+    if "resources" in base and "resources" in override:
+        merged["resources"] = {**base["resources"], **override["resources"]}
+    return merged
+
+
+def check_feasible(hints: dict[str, Any], func: str) -> None:
+    """Raise ValueError if no alive node has everything one task asks for.
+
+    Compares with the nodes' total resources: a task that fits a node runs
+    once that node is free; one that fits no node would wait forever.
+    """
+    import ray
+
+    # node resource -> (the hint that asks for it, quantity per task)
+    asked = {"num_cpus": _DEFAULT_TASK_CPUS, **hints}
+    demand = {_NODE_RESOURCE[k]: (k, q) for k, q in asked.items() if k in _NODE_RESOURCE}
+    for name, quantity in hints.get("resources", {}).items():
+        demand[name] = (f"resources[{name!r}]", quantity)
+    demand = {name: (label, q) for name, (label, q) in demand.items() if q > 0}
+
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(all(node.get(n, 0) >= q for n, (_, q) in demand.items()) for node in nodes):
+        return
+    largest = {n: max((node.get(n, 0) for node in nodes), default=0) for n in demand}
+    short = [
+        f"{label}={q:g} (Ray resource {n!r}), but the largest node has {_amount(n, largest[n])}"
+        for n, (label, q) in demand.items()
+        if largest[n] < q
+    ]
+    if not short:  # every resource fits some node, just not all on the same one
+        asked_for = ", ".join(f"{label}={q:g}" for label, q in demand.values())
+        short = [f"{asked_for} together, which no single node has"]
+    cluster = {n: q for n, q in ray.cluster_resources().items() if not n.startswith("node:")}
+    have = ", ".join(f"{n} {_amount(n, q)}" for n, q in sorted(cluster.items())) or "nothing"
+    raise ValueError(
+        f"{func} on backend 'ray': no node in the Ray cluster can run a task asking for "
+        f"{'; '.join(short)}. The cluster has: {have} ({len(nodes)} node(s)). Lower the "
+        f"function's resources= option or the backend's resource options, or add a node "
+        f"that has them (Ray would wait for one forever)."
+    )
+
+
+def _amount(resource: str, quantity: float) -> str:
+    if resource in ("memory", "object_store_memory"):  # bytes
+        return f"{quantity / 2**30:.3g} GiB"
+    return f"{quantity:g}"
+
+
+def _frozen(hints: dict[str, Any]) -> tuple:
+    """A hashable key for a hints dict."""
+    return tuple(
+        sorted(
+            (key, tuple(sorted(value.items())) if isinstance(value, dict) else value)
+            for key, value in hints.items()
+        )
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
