@@ -54,7 +54,9 @@ class ExecutionBackend:
         Rough seconds of overhead per engine task; auto chunking sizes chunks
         to be well above it.
     ``supports_timeout``
-        :meth:`cancel` can stop a running item (so per-row timeouts work).
+        Rows run on a process's main thread, so ``timeout=`` interrupts them
+        even inside blocking calls. Without it the core still enforces
+        timeouts, cooperatively (between Python bytecodes), and says so once.
     """
 
     name: ClassVar[str] = ""

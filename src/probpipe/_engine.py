@@ -27,6 +27,7 @@ import math
 import platform
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -209,6 +210,8 @@ class _Dispatch:
         hook: Any,
         fname: str,
         backend_name: str,
+        n_rows: int,
+        on_success: Any = None,
     ):
         self.session = session
         self.spec_ref = spec_ref
@@ -221,8 +224,9 @@ class _Dispatch:
         self.hook = hook
         self.fname = fname
         self.backend_name = backend_name
-        self.values: list[Any] = [None] * len(tasks)
-        self.done = np.zeros(len(tasks), dtype=bool)
+        self.values: list[Any] = [None] * n_rows
+        self.done = np.zeros(n_rows, dtype=bool)
+        self.on_success = on_success
         self.failures: dict[int, Failure] = {}
         self.attempts: dict[int, int] = {}
         self.pending: dict[int, tuple[Any, Chunk]] = {}
@@ -283,6 +287,8 @@ class _Dispatch:
 
     # -- taking results back -------------------------------------------------
     def run(self) -> None:
+        if not self.tasks:
+            return
         self.start()
         try:
             while self.pending:
@@ -316,6 +322,7 @@ class _Dispatch:
             return self._chunk_lost(chunk, exc)
         retry: list[RowTask] = []
         failed_rows = []
+        good_rows, good_values = [], []
         by_row = {t.row: t for t in chunk.rows}
         for row, value, seconds in zip(result.rows, result.values, result.seconds):
             self.row_seconds.append(seconds)
@@ -325,10 +332,14 @@ class _Dispatch:
                 self.values[row] = value
                 self.done[row] = True
                 self.failures.pop(row, None)
+                good_rows.append(row)
+                good_values.append(value)
             else:
                 failed_rows.append(row)
                 if self._row_failed(by_row[row], failure, chunk.attempt):
                     retry.append(by_row[row])
+        if self.on_success is not None:
+            self.on_success(good_rows, good_values)
         self._report(chunk, failed_rows)
         return self._retry(retry, chunk.attempt)
 
@@ -442,6 +453,10 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     )
     plan.spec.call_id = info.call_id
     plan.spec.portable_errors = ships
+    plan.spec.timeout = options["timeout"]
+    if options["timeout"] is not None and not session.flag("supports_timeout"):
+        _warn_cooperative_timeout(backend_name)
+    restored = plan.checkpoint.open() if plan.checkpoint is not None else {}
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
 
@@ -452,7 +467,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         session,
         spec_ref,
         (*refs, spec_ref),
-        plan.tasks,
+        [t for t in plan.tasks if t.row not in restored],
         chunksize=chunksize,
         on_error=options["on_error"],
         retries=options["retries"],
@@ -460,8 +475,16 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         hook=hook,
         fname=short_name,
         backend_name=backend_name,
+        n_rows=plan.n_rows,
+        on_success=plan.checkpoint.write if plan.checkpoint is not None else None,
     )
+    for row, value in restored.items():
+        dispatch.values[row] = value
+        dispatch.done[row] = True
     hook.probpipe_map_started(call=info)
+    if restored:
+        info.rows_done += len(restored)
+        hook.probpipe_rows_finished(call=info, rows=sorted(restored), failed=[])
     error: BaseException | None = None
     try:
         with session.method("call_scope")(info):
@@ -470,6 +493,12 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
                 # Raised inside the scope, so the engine records the call as
                 # failed (Prefect: a Failed flow run).
                 raise _lowest_failure(dispatch, plan, short_name, backend_name)
+    except KeyboardInterrupt as exc:
+        # Ctrl-C: outstanding work was cancelled; stop everything this
+        # backend started too. The next call starts it again.
+        error = exc
+        session.close()
+        raise
     except BaseException as exc:
         error = exc
         raise
@@ -485,7 +514,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         "n_samples": options["n_broadcast_samples"],
         "n_rows": plan.n_rows,
         "seed": plan.seed,
-        "seed_source": "given" if plan.seed_given else "fresh entropy",
+        "seed_source": plan.seed_source,
         "chunksize": dispatch.resolved_chunksize,
         "chunksize_requested": options["chunksize"],
         "n_chunks": dispatch.n_chunks,
@@ -495,6 +524,9 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         "retries": options["retries"],
         "n_retried_rows": sum(1 for a in dispatch.attempts.values() if a > 1),
         "failures": [f.to_dict() for f in sorted(dispatch.failures.values(), key=lambda f: f.row)],
+        "timeout": options["timeout"],
+        "checkpoint": options["checkpoint"],
+        "n_rows_restored": len(restored),
         "call_id": info.call_id,
         "started_at": started_at.isoformat(),
         "wall_seconds": round(seconds, 6),
@@ -521,6 +553,23 @@ def _lowest_failure(dispatch: _Dispatch, plan: CallPlan, fname: str, backend: st
     if hasattr(exc, "add_note"):
         exc.add_note(note)
     return exc
+
+
+_warned_timeout: set[str] = set()
+
+
+def _warn_cooperative_timeout(backend_name: str) -> None:
+    if backend_name in _warned_timeout:
+        return
+    _warned_timeout.add(backend_name)
+    warnings.warn(
+        f"backend {backend_name!r} runs rows on worker threads, where timeout= can stop a "
+        "row only while it runs Python code: a row blocked inside a C extension call or "
+        "time.sleep finishes that call first. Backends that run rows on a process's main "
+        "thread (sequential, ray, prefect-ray) interrupt those too.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _describe(session: Session) -> Any:

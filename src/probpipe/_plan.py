@@ -72,6 +72,11 @@ class CallPlan:
     inputs: dict[str, Any]  # every bound argument, for provenance parents
     seed: int
     seed_given: bool
+    checkpoint: Any = None  # a probpipe._checkpoint.Checkpoint, when asked for
+
+    @property
+    def seed_source(self) -> str:
+        return "given" if self.seed_given else "fresh entropy"
 
     @property
     def n_rows(self) -> int:

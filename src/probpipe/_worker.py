@@ -13,8 +13,11 @@ the engine only ever sees a chunk fail when the worker itself is lost.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import inspect
 import pickle
+import signal
 import threading
 import time
 import traceback
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import RemoteRowError
+from ._errors import RemoteRowError, RowTimeoutError
 
 # Spawn key of row ``i``'s generator is ``(i,)``; streams that draw the
 # broadcast inputs use two-element keys ``(INPUT_STREAM, k)`` so they can never
@@ -147,6 +150,7 @@ class CallSpec:
     # Exceptions cross a process boundary: replace unpicklable ones by a
     # stand-in. In-process backends keep the original object.
     portable_errors: bool = True
+    timeout: float | None = None
     resolved: bool = field(default=False, repr=False)
 
     def resolve_shared(self, delivered: dict[str, Any] | None = None) -> CallSpec:
@@ -222,6 +226,63 @@ def _portable(exc: BaseException) -> BaseException:
         return RemoteRowError(f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc))
 
 
+@contextlib.contextmanager
+def row_deadline(seconds: float | None):
+    """Raise RowTimeoutError in this thread if the block runs longer than ``seconds``.
+
+    On a process's main thread (Ray workers, sequential) a SIGALRM timer
+    interrupts the row even inside ``time.sleep`` or a blocking read. On
+    other threads (Dask, Prefect's thread pool) a watchdog raises the error
+    asynchronously, which takes effect at the row's next Python bytecode: a
+    row blocked inside a C call finishes that call first.
+    """
+    if seconds is None:
+        yield
+        return
+    if threading.current_thread() is threading.main_thread():
+
+        def on_alarm(signum, frame):
+            raise RowTimeoutError()
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
+    target = threading.get_ident()
+    lock = threading.Lock()
+    state = {"finished": False, "fired": False}
+    stop = threading.Event()
+
+    def watch():
+        if stop.wait(seconds):
+            return
+        with lock:
+            if not state["finished"]:
+                state["fired"] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(target), ctypes.py_object(RowTimeoutError)
+                )
+
+    watcher = threading.Thread(target=watch, name="probpipe-row-timeout", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["finished"] = True
+            if state["fired"]:
+                # Cancel the pending error if the row returned before it landed.
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
+        stop.set()
+        watcher.join()
+        if state["fired"]:
+            raise RowTimeoutError()
+
+
 def _worker_name() -> str:
     import os
     import socket
@@ -272,9 +333,14 @@ def run_chunk(
         start = time.perf_counter()
         try:
             args, kwargs = spec.build_call(task)
-            value = func(*args, **kwargs)
+            with row_deadline(spec.timeout):
+                value = func(*args, **kwargs)
         except Exception as exc:
             value = None
+            if isinstance(exc, RowTimeoutError):
+                exc = RowTimeoutError(
+                    f"row {task.row} ran longer than timeout={spec.timeout:g} s and was stopped"
+                ).with_traceback(exc.__traceback__)
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             kept = _portable(exc) if spec.portable_errors else exc
             result.failures[task.row] = RowFailure(kept, tb, result.worker)

@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from ._checkpoint import Checkpoint, call_fingerprint, func_identity, recorded_seed
 from ._engine import execute
 from ._options import DEFAULTS, validate_options
-from ._plan import bind, plan_call
+from ._plan import Sweep, bind, plan_call
+from ._provenance import fingerprint
 from ._selection import resolve_backend
 from ._worker import row_rng
 
@@ -49,14 +51,29 @@ class WorkflowFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         name = getattr(self.func, "__name__", "function")
         arguments = bind(self.signature, name, args, kwargs, self.rng_param)
+        seed = self.options["seed"]
+        keys = None
+        if self.options["checkpoint"] is not None:
+            keys = _checkpoint_keys(self, arguments)
+            if seed is None:  # resume an unseeded call with the seed it used
+                seed = recorded_seed(self.options["checkpoint"], keys["unseeded"])
         plan = plan_call(
             self.func,
             self.signature,
             arguments,
             n_samples=self.options["n_broadcast_samples"],
-            seed=self.options["seed"],
+            seed=seed,
             rng_param=self.rng_param,
         )
+        if plan is not None and keys is not None:
+            plan.checkpoint = Checkpoint(
+                self.options["checkpoint"],
+                call_fingerprint(keys["func"], keys["inputs"], keys["n"], plan.seed),
+                unseeded_fingerprint=keys["unseeded"],
+                func=keys["func"],
+                seed=plan.seed,
+                n_rows=plan.n_rows,
+            )
         if plan is None:
             # Nothing to broadcast or sweep: run once, here, and return as is.
             if self.rng_param is not None:
@@ -81,6 +98,23 @@ class WorkflowFunction:
 
     def __reduce__(self):
         return (_rebuild, (self.func, self._given_options))
+
+
+def _checkpoint_keys(wf: WorkflowFunction, arguments: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a call for its checkpoint: function, inputs, size (seed aside)."""
+    inputs = {
+        name: fingerprint(value.values if isinstance(value, Sweep) else value)
+        for name, value in arguments.items()
+        if name != wf.rng_param
+    }
+    func = func_identity(wf.func)
+    n = wf.options["n_broadcast_samples"]
+    return {
+        "func": func,
+        "inputs": inputs,
+        "n": n,
+        "unseeded": call_fingerprint(func, inputs, n, None),
+    }
 
 
 def _rebuild(func: Any, options: dict[str, Any]) -> WorkflowFunction:

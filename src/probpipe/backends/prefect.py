@@ -304,6 +304,7 @@ class PrefectRayBackend(_PrefectBackend):
     requires = ("prefect", "prefect_ray", "ray")
     option_defaults = {"address": None, "init_options": None, "remote_options": None}
     task_overhead = 0.06
+    supports_timeout = True  # Ray runs tasks on its workers' main threads
 
     def validate_options(self):
         ray_engine.check_address(self.options["address"])

@@ -29,6 +29,7 @@ class SequentialBackend(ExecutionBackend):
     ships_to_processes = False
     default_chunksize = 1
     task_overhead = 1e-6
+    supports_timeout = True  # rows run on the calling (usually main) thread
 
     def map(self, fn, items):
         return [_Deferred(fn, item) for item in items]

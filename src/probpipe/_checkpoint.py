@@ -1,0 +1,189 @@
+"""Resumable calls: finished rows on disk, keyed by a fingerprint of the call.
+
+``checkpoint="runs/boot"`` makes a call write every finished row to that
+directory as its chunk comes back. Re-running the same call (same function,
+inputs, ``n_broadcast_samples`` and seed) after a crash restores those rows
+and computes only the missing ones; because each row's randomness depends
+only on (seed, row), the result is bit-identical to an uninterrupted run.
+Without an explicit seed, the seed recorded in the directory is reused.
+
+Layout: ``manifest.json`` (format, call fingerprint, function, seed, rows)
+and one ``rows-<first>-<last>.ckpt`` per finished chunk: a header line with a
+SHA-256 of the payload, then the payload (a pickle). Files are written to a
+temporary name and renamed, so a crash never leaves a half-written file under
+a real name. A directory from a different call, or a file whose checksum or
+call fingerprint does not match, is refused with :class:`CheckpointError`;
+nothing is ever silently mixed in.
+
+Checkpoint files are pickles: load only directories you (or someone you
+trust) wrote. The checksum detects corruption, not a deliberate forgery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ._errors import CheckpointError
+
+FORMAT = 1
+MAGIC = b"probpipe-checkpoint 1 sha256="
+_ROW_FILE = re.compile(r"^rows-(\d+)-(\d+)\.ckpt$")
+
+
+def call_fingerprint(func_id: str, inputs: dict[str, str], n_samples: int, seed: Any) -> str:
+    """The identity of a call: function, input fingerprints, size and seed."""
+    doc = json.dumps(
+        {"format": FORMAT, "func": func_id, "inputs": inputs, "n_samples": n_samples, "seed": seed},
+        sort_keys=True,
+    )
+    return hashlib.sha256(doc.encode()).hexdigest()[:32]
+
+
+def func_identity(func: Any) -> str:
+    """Module, name and a hash of the code, so an edited function is a new call."""
+    name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
+        name += f"#{digest}"
+    return name
+
+
+def recorded_seed(directory: str | os.PathLike, unseeded_fingerprint: str) -> int | None:
+    """The seed an earlier run of this (unseeded) call used, if it left a checkpoint."""
+    manifest = Path(directory) / "manifest.json"
+    if not manifest.exists():
+        return None
+    data = _read_manifest(manifest)
+    if data.get("unseeded_fingerprint") == unseeded_fingerprint:
+        return int(data["seed"])
+    return None
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint manifest {path} is unreadable ({exc}); delete the directory to start over"
+        ) from None
+
+
+class Checkpoint:
+    """One call's checkpoint directory."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        fingerprint: str,
+        *,
+        unseeded_fingerprint: str,
+        func: str,
+        seed: int,
+        n_rows: int,
+    ):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self._meta = {
+            "format": FORMAT,
+            "fingerprint": fingerprint,
+            "unseeded_fingerprint": unseeded_fingerprint,
+            "func": func,
+            "seed": seed,
+            "n_rows": n_rows,
+        }
+
+    def open(self) -> dict[int, Any]:
+        """Create or check the directory; return the rows restored from it."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot create checkpoint directory {self.directory}: {exc}"
+            ) from None
+        manifest = self.directory / "manifest.json"
+        if manifest.exists():
+            found = _read_manifest(manifest)
+            if found.get("fingerprint") != self.fingerprint:
+                raise CheckpointError(
+                    f"checkpoint directory {self.directory} holds rows of a different call "
+                    f"({found.get('func')}, seed {found.get('seed')}, {found.get('n_rows')} rows; "
+                    f"this call is {self._meta['func']}, seed {self._meta['seed']}, "
+                    f"{self._meta['n_rows']} rows, or its inputs differ). Use a new directory "
+                    "for this call, or delete that one to start over."
+                )
+        else:
+            self._atomic_write(manifest, json.dumps(self._meta, indent=2).encode())
+        restored: dict[int, Any] = {}
+        for path in sorted(self.directory.iterdir()):
+            if _ROW_FILE.match(path.name):
+                rows, values = self._read_rows(path)
+                restored.update(zip(rows, values))
+        bad = [row for row in restored if not 0 <= row < self._meta["n_rows"]]
+        if bad:
+            raise CheckpointError(
+                f"checkpoint directory {self.directory} has rows outside this call: {bad[:5]}"
+            )
+        return restored
+
+    def write(self, rows: list[int], values: list[Any]) -> None:
+        """Persist finished rows (one file per chunk)."""
+        if not rows:
+            return
+        try:
+            payload = pickle.dumps(
+                {"call": self.fingerprint, "rows": list(rows), "values": list(values)},
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
+        except Exception as exc:
+            raise CheckpointError(
+                f"rows {rows[0]}-{rows[-1]} returned values that cannot be pickled, so they "
+                f"cannot be checkpointed: {type(exc).__name__}: {exc}"
+            ) from exc
+        digest = hashlib.sha256(payload).hexdigest().encode()
+        name = f"rows-{min(rows):08d}-{max(rows):08d}.ckpt"
+        self._atomic_write(self.directory / name, MAGIC + digest + b"\n" + payload)
+
+    def _read_rows(self, path: Path) -> tuple[list[int], list[Any]]:
+        blob = path.read_bytes()
+        header, _, payload = blob.partition(b"\n")
+        if not header.startswith(MAGIC):
+            raise CheckpointError(f"checkpoint file {path} is not a probpipe checkpoint")
+        if hashlib.sha256(payload).hexdigest().encode() != header[len(MAGIC) :]:
+            raise CheckpointError(
+                f"checkpoint file {path} is corrupt or was modified (checksum mismatch); "
+                "delete it to recompute its rows"
+            )
+        try:
+            data = pickle.loads(payload)
+        except Exception as exc:
+            raise CheckpointError(f"checkpoint file {path} cannot be read: {exc}") from None
+        if data.get("call") != self.fingerprint:
+            raise CheckpointError(
+                f"checkpoint file {path} belongs to a different call; it is not mixed in. "
+                "Delete it, or use a new directory."
+            )
+        return data["rows"], data["values"]
+
+    @staticmethod
+    def _atomic_write(path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
