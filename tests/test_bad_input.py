@@ -3,6 +3,8 @@ and nothing sampled, run or dispatched first (API.md section 1, "Bad input")."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -32,6 +34,13 @@ class SpyNormal(pp.Normal):
 
 def wf(f, **options):
     return pp.WorkflowFunction(f, **{"n_broadcast_samples": 4, **options})
+
+
+def unstarted(name, **options):
+    """A backend object, not selected and not started (what backend= accepts)."""
+    from probpipe._selection import create_backend
+
+    return create_backend(name, **options)
 
 
 def mvn(mean, cov):
@@ -196,7 +205,95 @@ CASES = [
         ValueError,
         r"MultivariateNormal: mean must be a 1-d vector",
     ),
+    (
+        "bootstrap-no-rows",
+        lambda f: pp.BootstrapReplicateDistribution(np.zeros((0, 3))),
+        ValueError,
+        r"source has no rows",
+    ),
+    (
+        "mixture-shapes-differ",
+        lambda f: pp.MixtureDistribution([pp.Normal(0.0, 1.0), mvn([0, 0], np.eye(2))]),
+        ValueError,
+        r"different event shapes",
+    ),
+    (
+        "empirical-weights-shape",
+        lambda f: pp.EmpiricalDistribution([1.0, 2.0, 3.0], weights=[1.0, 2.0]),
+        ValueError,
+        r"weights must have shape \(3,\)",
+    ),
+    # -- reliability options ---------------------------------------------------------
+    ("timeout-negative", lambda f: wf(f, timeout=-1), ValueError, r"timeout must be > 0.*-1"),
+    ("timeout-text", lambda f: wf(f, timeout="soon"), TypeError, r"timeout.*'soon'"),
+    ("checkpoint-number", lambda f: wf(f, checkpoint=123), TypeError, r"checkpoint.*123"),
+    ("resources-text", lambda f: wf(f, resources="gpu"), TypeError, r"resources.*'gpu'"),
+    ("progress-text", lambda f: wf(f, progress="yes"), TypeError, r"progress.*'yes'"),
+    ("backend-number", lambda f: wf(f, backend=42), TypeError, r"backend must be .*42"),
+    # -- choosing and reaching backends ---------------------------------------------
+    (
+        "backend-option-misspelled",
+        lambda f: pp.use_backend("prefect-ray", adress="auto"),
+        TypeError,
+        r"backend 'prefect-ray': unknown option 'adress'; did you mean 'address'",
+    ),
+    (
+        "max-workers-zero",
+        lambda f: pp.use_backend("prefect", max_workers=0),
+        ValueError,
+        r"max_workers must be a positive int, got 0",
+    ),
+    (
+        "ray-address-malformed",
+        lambda f: pp.use_backend("prefect-ray", address="ray:/head"),
+        ValueError,
+        r"Ray address must be .*'ray:/head'",
+    ),
+    (
+        "dask-address-no-scheme",
+        lambda f: pp.use_backend("prefect-dask", address="127.0.0.1:8786"),
+        ValueError,
+        r"Dask address .*tcp://.*'127\.0\.0\.1:8786'",
+    ),
+    (
+        "dask-address-unreachable",
+        lambda f: wf(f, backend=unstarted("prefect-dask", address="tcp://127.0.0.1:9"))(
+            x=pp.sweep([1.0])
+        ),
+        pp.BackendConnectionError,
+        r"nothing answers at the Dask scheduler address 'tcp://127\.0\.0\.1:9'",
+    ),
+    (
+        "ray-address-unreachable",
+        lambda f: wf(f, backend=unstarted("prefect-ray", address="127.0.0.1:9"))(x=pp.sweep([1.0])),
+        pp.BackendConnectionError,
+        r"nothing answers at Ray address '127\.0\.0\.1:9'.*ray start --head",
+    ),
+    (
+        "unpicklable-argument",
+        lambda f: wf(f, backend=unstarted("prefect-dask"))(x=pp.sweep([1.0]), y=threading.Lock()),
+        TypeError,
+        r"argument 'y' of f\(\) cannot be pickled, so backend 'prefect-dask'.*_thread\.lock",
+    ),
+    (
+        "unpicklable-function",
+        lambda f: wf(_holding_a_lock(f), backend=unstarted("prefect-ray"))(x=pp.sweep([1.0])),
+        TypeError,
+        r"function f\(\) cannot be pickled, so backend 'prefect-ray'",
+    ),
 ]
+
+
+def _holding_a_lock(f):
+    """``f`` plus a reference to a lock, which no pickler can ship."""
+    lock = threading.Lock()
+
+    def wrapped(x, y=1.0, rng=None):
+        with lock:
+            return f(x, y)
+
+    wrapped.__name__ = "f"
+    return wrapped
 
 
 @pytest.mark.parametrize(

@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="small sizes and 1 repeat (unless --repeats is given): a fast look, "
-        "not numbers to quote",
+        help="small sizes and 1 repeat (unless --repeats is given), and without "
+        "--runners the two slowest raw baselines (raw-prefect-dask, raw-prefect-ray) "
+        "run W1 only: a fast look, not numbers to quote",
     )
     parser.add_argument(
         "--repeats", type=int, default=None, help="timed repeats per case (default 3; --quick: 1)"
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes=sizes,
         repeats=repeats,
         quick=args.quick,
+        trim_slow=args.quick and args.runners is None,
         out_dir=args.out,
         timeout=args.timeout or (240.0 if args.quick else 400.0),
         argv=argv,

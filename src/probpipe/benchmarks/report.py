@@ -81,8 +81,8 @@ def _status_cell(res: Results, workload: str, runner: str) -> str | None:
     case = res.case(workload, runner)
     if case is None:
         return "not run"
-    if case["status"] == "n/a":
-        return "n/a"
+    if case["status"] in ("n/a", "skipped"):
+        return case["status"]
     if case["status"] != "ok":
         return "**error**"
     return None
@@ -245,7 +245,7 @@ def detail_table(res: Results, workload: str) -> list[str]:
     for runner in res.runners:
         case = res.case(workload, runner)
         status = _status_cell(res, workload, runner)
-        if status == "n/a" or case is None:
+        if status in ("n/a", "skipped") or case is None:
             continue
         if status:
             error = (case.get("error") or "?").splitlines()[0].replace("|", "\\|")[:150]
@@ -347,7 +347,8 @@ def write_markdown(res: Results, path: Path) -> None:
         "",
         "## Summary",
         "",
-        "Key figure per workload; *n/a*: the baseline does not apply to the workload. "
+        "Key figure per workload; *n/a*: the baseline does not apply to the workload; "
+        "*skipped*: left out by `--quick` (the slowest raw baselines run W1 only). "
         "W1: time per row above the plain loop's. W2/W5: median time (speedup over "
         "`sequential`). W3: median time (ratio to `raw-ray`, the ray.put-once pattern). "
         "W4: first call incl. engine start / median of later calls. W6: median time, "
@@ -409,8 +410,12 @@ def _bars(
     log: bool = False,
 ) -> None:
     """One horizontal bar per runner that ran this workload; errors marked in place."""
-    runners = [r for r in res.runners if _status_cell(res, workload, r) != "n/a"]
-    runners = [r for r in runners if res.case(workload, r) is not None]
+    runners = [
+        r
+        for r in res.runners
+        if res.case(workload, r) is not None
+        and _status_cell(res, workload, r) not in ("n/a", "skipped")
+    ]
     values = []
     for r in runners:
         v = value(r) if res.ok(workload, r) else None
@@ -457,7 +462,7 @@ def write_plots(res: Results, out_dir: Path) -> list[Path]:
     written = []
 
     def figure(key: str, ncols: int = 1):
-        n = len([r for r in res.runners if _status_cell(res, key, r) != "n/a"])
+        n = len([r for r in res.runners if _status_cell(res, key, r) not in ("n/a", "skipped")])
         fig, axes = plt.subplots(
             1, ncols, figsize=(6.5 * ncols, 1.2 + 0.42 * max(n, 2)), squeeze=False
         )

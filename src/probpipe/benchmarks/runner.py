@@ -404,17 +404,27 @@ def machine_info() -> dict[str, Any]:
 
 
 def plan_cases(
-    workloads: list[str], runners: list[str], known_backends: list[str]
-) -> list[tuple[str, str, bool]]:
-    """(workload, runner, applies) for every pair, in run order."""
+    workloads: list[str], runners: list[str], trim_slow: bool
+) -> list[tuple[str, str, str]]:
+    """(workload, runner, "run" | "n/a" | "skipped") for every pair, in run order.
+
+    ``trim_slow`` (--quick without --runners): the two raw Prefect baselines
+    with out-of-process runners cost about a minute per case, mostly start-up;
+    they run W1 only, where their per-task cost is the point.
+    """
     from .baselines import BASELINES
-    from .workloads import WORKLOADS
+    from .workloads import SLOW_RAW_RUNNERS, WORKLOADS
 
     plan = []
     for key in workloads:
         for runner in runners:
-            applies = runner in WORKLOADS[key].raw if runner in BASELINES else True
-            plan.append((key, runner, applies))
+            if runner in BASELINES and runner not in WORKLOADS[key].raw:
+                what = "n/a"
+            elif trim_slow and runner in SLOW_RAW_RUNNERS and key != "W1":
+                what = "skipped"
+            else:
+                what = "run"
+            plan.append((key, runner, what))
     return plan
 
 
@@ -443,6 +453,7 @@ def run_benchmarks(
     sizes: dict[str, dict[str, Any]],
     repeats: int,
     quick: bool,
+    trim_slow: bool,
     out_dir: Path,
     timeout: float,
     argv: list[str],
@@ -463,6 +474,7 @@ def run_benchmarks(
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": "probpipe bench " + " ".join(argv),
             "quick": quick,
+            "trim_slow": trim_slow,
             "repeats": repeats,
             "timeout_s": timeout,
             "workloads": workloads,
@@ -490,12 +502,13 @@ def run_benchmarks(
             flush=True,
         )
 
-    plan = plan_cases(workloads, runners, known_backends)
-    todo = [p for p in plan if p[2]]
+    plan = plan_cases(workloads, runners, trim_slow)
+    todo = [p for p in plan if p[2] == "run"]
+    skipped = sum(1 for p in plan if p[2] == "skipped")
     print(
         f"{len(todo)} cases ({len(workloads)} workloads x {len(runners)} runners, "
-        f"{len(plan) - len(todo)} n/a), each in a fresh subprocess; "
-        f"raw logs in {raw_dir}",
+        f"{len(plan) - len(todo) - skipped} n/a, {skipped} skipped by --quick), "
+        f"each in a fresh subprocess; raw logs in {raw_dir}",
         flush=True,
     )
     try:
@@ -513,9 +526,9 @@ def run_benchmarks(
             }
             print(f"  {_fmt_case(warm)}", flush=True)
         done = 0
-        for key, runner, applies in plan:
-            if not applies:
-                data["cases"].append({"workload": key, "runner": runner, "status": "n/a"})
+        for key, runner, what in plan:
+            if what != "run":
+                data["cases"].append({"workload": key, "runner": runner, "status": what})
                 continue
             done += 1
             print(f"[{done:>2}/{len(todo)}] {key} {runner:<17} ...", end=" ", flush=True)

@@ -9,6 +9,7 @@ so the core's own retry and isolation logic decides what happens next.
 from __future__ import annotations
 
 import re
+import socket
 from typing import Any
 
 from .._errors import BackendConnectionError
@@ -68,6 +69,7 @@ class DaskCluster:
             target = self.cluster
         else:
             target = self.address
+            _check_reachable(self.address)
         try:
             client_class = self.client_class or distributed.Client
             self.client = client_class(target, set_as_default=False, timeout="10s")
@@ -99,6 +101,21 @@ class DaskCluster:
             client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in milliseconds, not after the client's connect timeout, if nothing listens."""
+    hostport = address.split("://", 1)[1]
+    host, _, port = hostport.rpartition(":")
+    if not port.isdigit():
+        return  # let Dask resolve schemes without a port
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise BackendConnectionError(
+            f"nothing answers at the Dask scheduler address {address!r} "
+            f"({exc.strerror or exc}). Is `dask scheduler` running there?"
+        ) from None
 
 
 class DaskRef(SharedRef):

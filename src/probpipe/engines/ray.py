@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import sys
 import threading
 from typing import Any
@@ -114,6 +115,8 @@ def acquire(
                 options.setdefault("include_dashboard", False)
             if _targets_loopback(address):
                 _use_loopback_flag()
+            if address not in (None, "auto"):
+                _check_reachable(address)
             if address not in (None, "auto") and not address.startswith("ray://"):
                 _token_auth_like_auto()
             try:
@@ -149,6 +152,22 @@ def release() -> None:
             ray.shutdown()
         _restore_loopback_flag()
         _mode, _address = "", "unset"
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast if nothing listens at ``address``: ray.init would retry for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        hint = (
+            "Is the Ray head running there? Start one with `ray start --head`."
+            if not address.startswith("ray://")
+            else "Is the head's Ray Client server running (ray start --head, port 10001)?"
+        )
+        raise BackendConnectionError(
+            f"nothing answers at Ray address {address!r} ({exc.strerror or exc}). {hint}"
+        ) from None
 
 
 def _targets_loopback(address: str | None) -> bool:

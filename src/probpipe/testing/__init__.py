@@ -19,6 +19,8 @@ else needs configuring.
 from __future__ import annotations
 
 import json
+import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -214,6 +216,65 @@ class BackendConformance:
         finally:
             pp.unregister_plugin(counter)
         assert counter.started == 0
+
+    # -- reliability -------------------------------------------------------------
+    def test_fail_fast_cancels_rows_not_yet_started(self, backend, tmp_path):
+        f = pp.WorkflowFunction(_rows.marked_fail_first, backend=backend, seed=1, chunksize=1)
+        n = 16
+        with pytest.raises(_rows.ConformanceError, match="row 0"):
+            f(x=pp.sweep(range(n)), marker_dir=str(tmp_path), seconds=0.5)
+        ran = len(list(tmp_path.iterdir()))
+        assert ran < n - 4, f"{ran} of {n - 1} rows ran after row 0 had failed"
+
+    def test_timeout_stops_a_runaway_row_and_keeps_the_others(self, backend):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "cooperative" notice
+            got = self.run_on(
+                backend,
+                _rows.spin_on,
+                kwargs={"x": pp.sweep(range(4)), "bad": (2,)},
+                timeout=1.0,
+                on_error="collect",
+                chunksize=2,
+            )
+        want = self.run_on("sequential", _rows.spin_on, kwargs={"x": pp.sweep(range(4))})
+        assert got[2] is None
+        assert [got[i] for i in (0, 1, 3)] == [want[i] for i in (0, 1, 3)]
+        [failure] = got.provenance.metadata["failures"]
+        assert failure["row"] == 2 and failure["type"].endswith("RowTimeoutError")
+
+    def test_timeout_interrupts_a_blocking_call_where_supported(self, backend):
+        if not session_for(backend).flag("supports_timeout"):
+            pytest.skip("this backend enforces timeouts between Python bytecodes only")
+        start = time.monotonic()
+        with pytest.raises(pp.RowTimeoutError, match="row 1"):
+            self.run_on(
+                backend,
+                _rows.sleep_on,
+                kwargs={"x": pp.sweep(range(3)), "bad": (1,)},
+                timeout=1.0,
+                chunksize=1,
+            )
+        assert time.monotonic() - start < 30
+
+    def test_worker_death_fails_only_its_row(self, backend):
+        if not session_for(backend).flag("ships_to_processes"):
+            pytest.skip("rows run in this process: a dying row would take the caller along")
+        start = time.monotonic()
+        got = self.run_on(
+            backend,
+            _rows.die_on,
+            kwargs={"x": pp.sweep(range(6)), "bad": (3,)},
+            on_error="collect",
+            chunksize=2,
+        )
+        assert time.monotonic() - start < 60
+        want = self.run_on("sequential", _rows.die_on, kwargs={"x": pp.sweep(range(6))})
+        assert got[3] is None
+        assert [got[i] for i in (0, 1, 2, 4, 5)] == [want[i] for i in (0, 1, 2, 4, 5)]
+        [failure] = got.provenance.metadata["failures"]
+        assert failure["row"] == 3 and failure["type"].endswith("WorkerLostError")
+        assert "row 3" in failure["message"] and repr(backend.name) in failure["message"]
 
     # -- protocol --------------------------------------------------------------
     def test_empty_map_and_gather(self, backend):

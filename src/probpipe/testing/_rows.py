@@ -91,3 +91,43 @@ def identity(x):
 def pid_of_row(x):
     """The process that ran the row."""
     return os.getpid()
+
+
+def die_on(x, bad=(), rng=None):
+    """The row's whole process dies (as if killed or segfaulting) for x in ``bad``."""
+    if int(x) in bad:
+        os._exit(17)
+    return float(x) + rng.normal()
+
+
+def spin_on(x, bad=(), rng=None):
+    """Rows in ``bad`` loop forever in Python code (only a timeout stops them)."""
+    value = float(x) + rng.normal()
+    while int(x) in bad:
+        value += 1.0
+    return value
+
+
+def sleep_on(x, bad=(), seconds=60.0, rng=None):
+    """Rows in ``bad`` block in time.sleep (a C call)."""
+    if int(x) in bad:
+        time.sleep(seconds)
+    return float(x) + rng.normal()
+
+
+def marked_fail_first(x, marker_dir, seconds=0.5, rng=None):
+    """Row 0 fails at once; the others leave a marker, then take ``seconds``."""
+    if int(x) == 0:
+        raise ConformanceError("row 0 fails at once")
+    with open(os.path.join(marker_dir, f"ran-{int(x)}"), "w"):
+        pass
+    time.sleep(seconds)
+    return float(x) + rng.normal()
+
+
+def marked_value(x, marker_dir, seconds=0.0, rng=None):
+    """Leave a marker per execution (name includes the pid), then return a value."""
+    with open(os.path.join(marker_dir, f"ran-{int(x)}-{os.getpid()}-{time.time_ns()}"), "w"):
+        pass
+    time.sleep(seconds)
+    return float(x) + rng.normal()
