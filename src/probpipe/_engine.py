@@ -232,6 +232,7 @@ class _Dispatch:
         self.pending: dict[int, tuple[Any, Chunk]] = {}
         self.n_chunks = 0
         self.stop_row: int | None = None  # fail fast: rows above this are not needed
+        self.suspects: list[tuple[RowTask, int]] = []  # rows whose worker died once
         self.row_seconds: list[float] = []
         self.resolved_chunksize: int | None = chunksize if isinstance(chunksize, int) else None
         self._waiting_for_probe: list[RowTask] = []
@@ -291,7 +292,10 @@ class _Dispatch:
             return
         self.start()
         try:
-            while self.pending:
+            while self.pending or self.suspects:
+                if not self.pending:
+                    self._run_next_suspect_alone()
+                    continue
                 handles = [h for h, _ in self.pending.values()]
                 for handle in self.session.method("as_completed")(handles):
                     entry = self.pending.pop(id(handle), None)
@@ -343,8 +347,21 @@ class _Dispatch:
         self._report(chunk, failed_rows)
         return self._retry(retry, chunk.attempt)
 
+    def _run_next_suspect_alone(self) -> None:
+        task, attempt = self.suspects.pop(0)
+        if self.stop_row is not None and task.row > self.stop_row:
+            return  # failing fast: the call raises anyway
+        self._submit([Chunk((task,), attempt, alone=True)])
+
     def _chunk_lost(self, chunk: Chunk, exc: Exception) -> bool:
         """The engine failed the whole chunk (worker died, result unpicklable...)."""
+        lost_worker = self.session.method("is_worker_lost")(exc)
+        if lost_worker and len(chunk.rows) == 1 and not chunk.alone:
+            # A dying worker can take down the other tasks queued on it (Dask),
+            # so a lost row is only a suspect: it is re-run once more alone,
+            # after everything else, and blamed only if it dies again.
+            self.suspects.append((chunk.rows[0], chunk.attempt))
+            return False
         if len(chunk.rows) > 1:
             # Split and re-run: isolates the row that broke the worker, and
             # costs no retry, so the innocent rows are never lost.
@@ -357,7 +374,7 @@ class _Dispatch:
             )
             return True
         task = chunk.rows[0]
-        if self.session.method("is_worker_lost")(exc):
+        if lost_worker:
             lost = WorkerLostError(
                 f"row {task.row} of {self.fname}(): its worker process died on backend "
                 f"{self.backend_name!r} ({type(exc).__name__}: {exc})"

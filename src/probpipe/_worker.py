@@ -120,6 +120,7 @@ class Chunk:
 
     rows: tuple[RowTask, ...]
     attempt: int = 0
+    alone: bool = False  # re-run with nothing else in flight (a suspect in a worker death)
 
     @property
     def label(self) -> str:

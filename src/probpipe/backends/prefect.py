@@ -147,6 +147,8 @@ class _PrefectBackend(ExecutionBackend):
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self):
+        # Quiet before any engine (and with it prefect) is imported.
+        prefect_engine.quiet_this_process()
         # The engine first: a wrong address fails fast, before the API starts.
         self._start_engine()
         try:

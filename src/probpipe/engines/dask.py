@@ -128,12 +128,26 @@ class DaskRef(SharedRef):
     was not given as a dependency.
     """
 
-    def __init__(self, future: Any, key: str):
-        self.future = future
+    def __init__(self, client: Any, value: Any, key: str):
         self.key = key
+        self._client = client
+        self._value = value  # kept here to scatter again if its worker dies
+        self.future = self._scatter()
+
+    def _scatter(self) -> Any:
+        # hash=False: equal-looking values must never share a key; the core
+        # already reuses handles by content fingerprint.
+        [future] = self._client.scatter([self._value], hash=False, broadcast=False)
+        return future
+
+    def live_future(self) -> Any:
+        """The future to depend on, scattered again if the worker holding it died."""
+        if self.future.status != "finished":
+            self.future = self._scatter()
+        return self.future
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"key": self.key, "future": None}
+        return {"key": self.key, "future": None, "_client": None, "_value": None}
 
     def get(self) -> Any:
         raise RuntimeError(
@@ -143,15 +157,12 @@ class DaskRef(SharedRef):
 
 
 def dependencies(refs: Any) -> dict[str, Any]:
-    """``{key: future}`` for the Dask-shared values among ``refs``."""
-    return {ref.key: ref.future for ref in refs if isinstance(ref, DaskRef)}
+    """``{key: future}`` for the Dask-shared values among ``refs`` (all alive)."""
+    return {ref.key: ref.live_future() for ref in refs if isinstance(ref, DaskRef)}
 
 
 def scatter(client: Any, value: Any, key: str) -> DaskRef:
-    # hash=False: never let equal-looking values share (or be deduplicated to)
-    # one key; the core already reuses handles by content fingerprint.
-    [future] = client.scatter([value], hash=False, broadcast=False)
-    return DaskRef(future, key)
+    return DaskRef(client, value, key)
 
 
 def is_worker_lost(exc: BaseException) -> bool:
