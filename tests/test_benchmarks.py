@@ -35,6 +35,7 @@ def test_harness_writes_table_plots_and_medians(tmp_path):
             "W1,W2,W6",
             "--out",
             str(out),
+            "--quiet-wait=0",  # a shared test machine is never quiet; do not wait for it
             *TINY,
         ]
     )

@@ -22,7 +22,7 @@ import pytest
 import probpipe as pp
 from probpipe.engines import prefect as prefect_engine
 from probpipe.testing import _rows, shared_backend
-from support import REPO
+from support import REPO, alive
 
 HAS_RAY_PLUGIN = "ray" in pp.available_backends()
 PROCESS_BACKEND = "ray" if HAS_RAY_PLUGIN else "prefect-dask"
@@ -173,10 +173,14 @@ def test_a_crashed_run_resumes_with_only_the_missing_rows(tmp_path):
     )
     wait_for_files(markers, 1, proc=proc)
     wait_for_files(checkpoint, 4, proc=proc)  # manifest + at least three chunks
+    crashed_tree = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
     os.killpg(proc.pid, signal.SIGKILL)  # a crash: no cleanup, no flush
     proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while alive(crashed_tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive(crashed_tree) == [], "processes of the crashed run kept running"
     crashed_at = time.time_ns()
-    time.sleep(0.5)
 
     f = pp.WorkflowFunction(
         _rows.marked_value,
@@ -185,14 +189,14 @@ def test_a_crashed_run_resumes_with_only_the_missing_rows(tmp_path):
         seed=11,
         checkpoint=str(checkpoint),
     )
-    resumed = f(x=pp.sweep(range(24)), marker_dir=str(markers), seconds=0.0)
+    resumed = f(x=pp.sweep(range(24)), marker_dir=str(markers), seconds=0.3)
     restored = resumed.provenance.metadata["n_rows_restored"]
     rerun = [m for m in os.listdir(markers) if int(m.rsplit("-", 1)[1]) > crashed_at]
     assert 6 <= restored < 24
     assert len(rerun) == 24 - restored  # only the missing rows ran again
 
     plain = pp.WorkflowFunction(_rows.marked_value, seed=11)
-    want = plain(x=pp.sweep(range(24)), marker_dir=str(tmp_path), seconds=0.0)
+    want = plain(x=pp.sweep(range(24)), marker_dir=str(tmp_path), seconds=0.3)
     assert list(resumed) == list(want)  # bit-identical to an uninterrupted run
 
 
@@ -247,7 +251,7 @@ def test_a_checkpoint_from_a_different_call_is_refused(tmp_path, change):
 def test_different_inputs_are_a_different_call(tmp_path):
     run(tmp_path, seed=5)
     wf = pp.WorkflowFunction(counted, n_broadcast_samples=10, seed=5, checkpoint=str(tmp_path))
-    with pytest.raises(pp.CheckpointError, match="different call"):
+    with pytest.raises(pp.CheckpointError, match="different call: argument x differ"):
         wf(pp.Normal(0, 2))
 
 

@@ -88,6 +88,7 @@ class Checkpoint:
         func: str,
         seed: int,
         n_rows: int,
+        inputs: dict[str, str] | None = None,
     ):
         self.directory = Path(directory)
         self.fingerprint = fingerprint
@@ -98,6 +99,7 @@ class Checkpoint:
             "func": func,
             "seed": seed,
             "n_rows": n_rows,
+            "inputs": inputs or {},
         }
 
     def open(self) -> dict[int, Any]:
@@ -113,11 +115,9 @@ class Checkpoint:
             found = _read_manifest(manifest)
             if found.get("fingerprint") != self.fingerprint:
                 raise CheckpointError(
-                    f"checkpoint directory {self.directory} holds rows of a different call "
-                    f"({found.get('func')}, seed {found.get('seed')}, {found.get('n_rows')} rows; "
-                    f"this call is {self._meta['func']}, seed {self._meta['seed']}, "
-                    f"{self._meta['n_rows']} rows, or its inputs differ). Use a new directory "
-                    "for this call, or delete that one to start over."
+                    f"checkpoint directory {self.directory} holds rows of a different call: "
+                    f"{self._differences(found)}. Use a new directory for this call, or "
+                    "delete that one to start over."
                 )
         else:
             self._atomic_write(manifest, json.dumps(self._meta, indent=2).encode())
@@ -132,6 +132,19 @@ class Checkpoint:
                 f"checkpoint directory {self.directory} has rows outside this call: {bad[:5]}"
             )
         return restored
+
+    def _differences(self, found: dict[str, Any]) -> str:
+        mine = self._meta
+        diffs = [
+            f"{key} {found.get(key)!r} there, {mine[key]!r} here"
+            for key in ("func", "seed", "n_rows")
+            if found.get(key) != mine[key]
+        ]
+        theirs, ours = found.get("inputs", {}), mine["inputs"]
+        changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        if changed:
+            diffs.append(f"argument{'s' if len(changed) > 1 else ''} {', '.join(changed)} differ")
+        return "; ".join(diffs) or "its recorded fingerprint differs"
 
     def write(self, rows: list[int], values: list[Any]) -> None:
         """Persist finished rows (one file per chunk)."""

@@ -73,6 +73,7 @@ class WorkflowFunction:
                 func=keys["func"],
                 seed=plan.seed,
                 n_rows=plan.n_rows,
+                inputs=keys["inputs"],
             )
         if plan is None:
             # Nothing to broadcast or sweep: run once, here, and return as is.

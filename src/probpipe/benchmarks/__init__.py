@@ -109,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 400; --quick: 240)",
     )
     parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="before each case, wait up to S seconds for other processes to leave the "
+        "CPU, and run a case again once if they disturbed it (default 60; at most 5 min "
+        "of waiting and 8 re-runs per run; 0: neither)",
+    )
+    parser.add_argument(
         "--list", action="store_true", help="list workloads and installed runners, then exit"
     )
     return parser
@@ -170,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         trim_slow=args.quick and args.runners is None,
         out_dir=args.out,
         timeout=args.timeout or (240.0 if args.quick else 400.0),
+        quiet_wait=args.quiet_wait,
         argv=argv,
     )
     return 0

@@ -21,6 +21,11 @@ W3_MAX_RATIO = 2.0
 W4_MAX_LATER_S = 1.5
 W6_RSS_SLACK_MB = 300.0
 
+# A case is flagged when other processes used more than this many cores
+# on average while it ran (the machine is shared; see runner.OtherLoad).
+NOISY_CORES = 0.3
+NOISY_MARK = " (!)"
+
 PROBPIPE_COLOR = "#3b75af"
 RAW_COLOR = "#e6862e"
 
@@ -76,6 +81,14 @@ def _fmt(value: float | None, spec: str = ".2f", unit: str = "") -> str:
     return f"{value:{spec}}{unit}"
 
 
+def _sig(value: float) -> str:
+    """Three significant digits, without scientific notation for the usual range."""
+    if value == 0 or abs(value) >= 100:
+        return f"{value:.0f}"
+    digits = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{digits}f}"
+
+
 def _status_cell(res: Results, workload: str, runner: str) -> str | None:
     """'n/a', 'error', 'not run' for cells without a measurement, else None."""
     case = res.case(workload, runner)
@@ -93,7 +106,16 @@ def _status_cell(res: Results, workload: str, runner: str) -> str | None:
 # ---------------------------------------------------------------------------
 
 
+def noisy(case: dict[str, Any] | None) -> bool:
+    return bool(case) and (case.get("other_cpu_cores") or 0.0) > NOISY_CORES
+
+
 def summary_cell(res: Results, workload: str, runner: str) -> str:
+    text = _summary_value(res, workload, runner)
+    return text + NOISY_MARK if noisy(res.ok(workload, runner)) else text
+
+
+def _summary_value(res: Results, workload: str, runner: str) -> str:
     status = _status_cell(res, workload, runner)
     if status:
         return status
@@ -270,6 +292,9 @@ def detail_table(res: Results, workload: str) -> list[str]:
         if workload == "W6":
             notes.append(f"result {case.get('result_mb', 0):.2f} MB")
             notes.append(f"RSS at start {case.get('rss_start_mb', 0):.0f} MB")
+        if case.get("other_cpu_cores") is not None:
+            mark = NOISY_MARK.strip() if noisy(case) else ""
+            notes.append(f"other load {case['other_cpu_cores']:.2f} cores {mark}".rstrip())
         if case.get("teardown_error"):
             notes.append(f"teardown error: {case['teardown_error'][:80]}")
         if case.get("stragglers_stopped"):
@@ -324,6 +349,15 @@ def write_markdown(res: Results, path: Path) -> None:
         "## Machine",
         "",
         *machine_lines(meta),
+        "",
+    ]
+    flagged = [c for c in res.cases.values() if noisy(c)]
+    lines += [
+        f"Other processes on the machine are measured while each case runs (CPU used by "
+        f"processes that are not the case's own, in cores). Cases marked `{NOISY_MARK.strip()}` "
+        f"ran while they used more than {NOISY_CORES} cores on average: their times are "
+        f"inflated by the competition. This run: {len(flagged)} of "
+        f"{sum(1 for c in res.cases.values() if c.get('status') == 'ok')} cases flagged.",
         "",
     ]
     cal = meta.get("mcmc_calibration")
@@ -494,7 +528,7 @@ def write_plots(res: Results, out_dir: Path) -> list[Path]:
                     if r == "raw-loop"
                     else res.overhead_ms(r)
                 ),
-                lambda r, v: f"{v:.3f} ms" + (" (loop itself)" if r == "raw-loop" else ""),
+                lambda r, v: f"{_sig(v)} ms" + (" (loop itself)" if r == "raw-loop" else ""),
                 xlabel="per-row overhead over the plain loop, ms (log scale)",
                 target=W1_MAX_MS,
                 target_label="target 1 ms",
@@ -507,7 +541,7 @@ def write_plots(res: Results, out_dir: Path) -> list[Path]:
                 res,
                 key,
                 median(key),
-                lambda r, v: f"{v:.2f} s",
+                lambda r, v: f"{_sig(v)} s",
                 xlabel="median wall time per call, s",
             )
             _bars(
@@ -528,7 +562,7 @@ def write_plots(res: Results, out_dir: Path) -> list[Path]:
                 res,
                 key,
                 median(key),
-                lambda r, v: f"{v:.3f} s ({_fmt(res.ratio('W3', r, 'raw-ray'), '.2f')}x)",
+                lambda r, v: f"{_sig(v)} s ({_fmt(res.ratio('W3', r, 'raw-ray'), '.2f')}x)",
                 xlabel="median wall time per call, s (ratio to raw ray.put-once)",
                 target=ref["median_s"] * W3_MAX_RATIO if ref else None,
                 target_label="2x raw ray.put-once",
@@ -541,7 +575,7 @@ def write_plots(res: Results, out_dir: Path) -> list[Path]:
                 res,
                 key,
                 lambda r: res.ok("W4", r)["first_call_s"],
-                lambda r, v: f"{v:.2f} s",
+                lambda r, v: f"{_sig(v)} s",
                 xlabel="first call incl. engine start, s",
             )
             _bars(
@@ -549,7 +583,7 @@ def write_plots(res: Results, out_dir: Path) -> list[Path]:
                 res,
                 key,
                 lambda r: max(res.ok("W4", r)["later_calls_s"] or [0.0]),
-                lambda r, v: f"{v:.3f} s (median {res.ok('W4', r)['median_s']:.3f})",
+                lambda r, v: f"{_sig(v)} s (median {_sig(res.ok('W4', r)['median_s'])})",
                 xlabel="slowest of the later calls, s",
                 target=W4_MAX_LATER_S,
                 target_label="target 1.5 s",
@@ -561,7 +595,7 @@ def write_plots(res: Results, out_dir: Path) -> list[Path]:
                 res,
                 key,
                 median(key),
-                lambda r, v: f"{v:.2f} s",
+                lambda r, v: f"{_sig(v)} s",
                 xlabel="median wall time per call, s",
             )
             limits = [res.rss_limit_mb(r) for r in res.runners if res.ok("W6", r)]
