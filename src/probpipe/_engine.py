@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import platform
 import statistics
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from ._backend import (
 )
 from ._errors import WorkerLostError
 from ._plan import CallPlan
+from ._progress import RowBeacon, wants_beacon
 from ._provenance import (
     Parent,
     Provenance,
@@ -233,6 +235,8 @@ class _Dispatch:
         self.n_chunks = 0
         self.stop_row: int | None = None  # fail fast: rows above this are not needed
         self.suspects: list[tuple[RowTask, int]] = []  # rows whose worker died once
+        self._reported: set[tuple[int, int]] = set()  # (row, attempt) told to observers
+        self._report_lock = threading.Lock()
         self.row_seconds: list[float] = []
         self.resolved_chunksize: int | None = chunksize if isinstance(chunksize, int) else None
         self._waiting_for_probe: list[RowTask] = []
@@ -422,10 +426,28 @@ class _Dispatch:
         return True
 
     def _report(self, chunk: Chunk, failed_rows: list[int]) -> None:
-        rows = [t.row for t in chunk.rows]
-        self.info.rows_done += len(rows) - len(failed_rows)
-        self.info.rows_failed += len(failed_rows)
-        self.hook.probpipe_rows_finished(call=self.info, rows=rows, failed=failed_rows)
+        """Tell observers about the chunk's rows no beacon has reported yet."""
+        failed = set(failed_rows)
+        with self._report_lock:
+            rows = [t.row for t in chunk.rows if (t.row, chunk.attempt) not in self._reported]
+            self._reported.update((row, chunk.attempt) for row in rows)
+        self._announce(rows, [row for row in rows if row in failed])
+
+    def row_reported(self, row: int, attempt: int, failed: bool) -> None:
+        """A worker's beacon: one row finished (called on the beacon thread)."""
+        with self._report_lock:
+            if (row, attempt) in self._reported:
+                return
+            self._reported.add((row, attempt))
+        self._announce([row], [row] if failed else [])
+
+    def _announce(self, rows: list[int], failed: list[int]) -> None:
+        if not rows:
+            return
+        with self._report_lock:
+            self.info.rows_done += len(rows) - len(failed)
+            self.info.rows_failed += len(failed)
+        self.hook.probpipe_rows_finished(call=self.info, rows=rows, failed=failed)
 
 
 def _format_tb(exc: BaseException) -> str:
@@ -474,6 +496,10 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     if options["timeout"] is not None and not session.flag("supports_timeout"):
         _warn_cooperative_timeout(backend_name)
     restored = plan.checkpoint.open() if plan.checkpoint is not None else {}
+    beacon = None
+    if wants_beacon(options):
+        beacon = RowBeacon(info.call_id, lambda *row: dispatch.row_reported(*row))
+        plan.spec.beacon = beacon.address
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
 
@@ -520,6 +546,8 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         error = exc
         raise
     finally:
+        if beacon is not None:
+            beacon.close()
         hook.probpipe_map_finished(call=info, n_failed=len(dispatch.failures), error=error)
 
     seconds = time.perf_counter() - t0

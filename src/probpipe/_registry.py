@@ -87,6 +87,9 @@ class _Registry:
 
         if not pm.is_registered(shipped):
             pm.register(shipped, name="probpipe (built in)")
+        from ._progress import ProgressBar
+
+        pm.register(ProgressBar(), name="probpipe.progress")
         for impl in pm.hook.probpipe_register_backends.get_hookimpls():
             source = pm.get_name(impl.plugin) or repr(impl.plugin)
             impl.function(register=lambda cls, _source=source: self._add(cls, _source))

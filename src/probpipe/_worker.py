@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import RemoteRowError, RowTimeoutError
+from ._progress import send_beacon
 
 # Spawn key of row ``i``'s generator is ``(i,)``; streams that draw the
 # broadcast inputs use two-element keys ``(INPUT_STREAM, k)`` so they can never
@@ -152,6 +153,7 @@ class CallSpec:
     # stand-in. In-process backends keep the original object.
     portable_errors: bool = True
     timeout: float | None = None
+    beacon: tuple[str, int] | None = None  # where to report each finished row
     resolved: bool = field(default=False, repr=False)
 
     def resolve_shared(self, delivered: dict[str, Any] | None = None) -> CallSpec:
@@ -348,4 +350,5 @@ def run_chunk(
         result.rows.append(task.row)
         result.values.append(value)
         result.seconds.append(time.perf_counter() - start)
+        send_beacon(spec.beacon, spec.call_id, task.row, chunk.attempt, task.row in result.failures)
     return result
