@@ -261,7 +261,8 @@ def test_corrupted_file_is_refused(tmp_path):
     blob = bytearray(victim.read_bytes())
     blob[-5] ^= 0xFF
     victim.write_bytes(bytes(blob))
-    with pytest.raises(pp.CheckpointError, match=r"rows-00000000-00000002.ckpt is corrupt or was modified"):
+    corrupt = r"rows-00000000-00000002.ckpt is corrupt or was modified"
+    with pytest.raises(pp.CheckpointError, match=corrupt):
         run(tmp_path, seed=5)
 
 
