@@ -53,12 +53,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(args.backend, n_replicates=args.replicates, **dict(args.option))
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from probpipe.benchmarks import main as bench_main
-
-    return bench_main(args.bench_args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probpipe",
@@ -95,18 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=cmd_demo)
 
-    p = sub.add_parser(
-        "bench",
-        help="run the benchmark harness (see --help)",
-        add_help=False,
-        description="Run the benchmark harness; arguments are passed on.",
+    # `probpipe bench ...` goes to the harness before parsing (see main);
+    # listed here so `probpipe --help` shows it.
+    sub.add_parser(
+        "bench", help="run the benchmark harness (probpipe bench --help)", add_help=False
     )
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p.set_defaults(run=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        # Everything after `bench` (--help included) belongs to the harness.
+        from probpipe.benchmarks import main as bench_main
+
+        return int(bench_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     return int(args.run(args) or 0)
 
