@@ -6,6 +6,7 @@ imported the first time that backend is used.
 """
 
 from ._backend import ExecutionBackend
+from ._dispatch import CallInfo
 from ._distributions import (
     Beta,
     BootstrapReplicateDistribution,
@@ -17,7 +18,6 @@ from ._distributions import (
     Normal,
     Uniform,
 )
-from ._engine import CallInfo
 from ._errors import (
     BackendConnectionError,
     BackendNotFoundError,
