@@ -87,6 +87,19 @@ def auto_chunksize(n_rows: int, parallelism: int, row_seconds: float, overhead: 
 # ---------------------------------------------------------------------------
 
 
+def even_chunks(tasks: list[Any], size: int, parallelism: int) -> list[list[Any]]:
+    """Split ``tasks`` into chunks of at most ``size``, as equal as possible,
+    their number a multiple of ``parallelism`` so the last round keeps every
+    worker busy (14 rows, size 2, 2 workers: 8 chunks of 2 or 1, not 7 of 2)."""
+    if not tasks:
+        return []
+    n_chunks = math.ceil(len(tasks) / size)
+    n_chunks = min(len(tasks), parallelism * math.ceil(n_chunks / parallelism))
+    bounds = np.linspace(0, len(tasks), n_chunks + 1).round().astype(int)
+    parts = [tasks[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return sorted(parts, key=len, reverse=True)  # the long ones first
+
+
 class Dispatch:
     """One call's dispatch loop: submit chunks, take them back as they finish."""
 
@@ -179,7 +192,12 @@ class Dispatch:
         )
         if self.stop_row is not None:
             rest = [t for t in rest if t.row < self.stop_row]
-        self._submit(self._chunks_of(rest, self.resolved_chunksize))
+        self._submit(
+            [
+                Chunk(tuple(part))
+                for part in even_chunks(rest, self.resolved_chunksize, self._parallelism)
+            ]
+        )
         return True
 
     # -- taking results back -------------------------------------------------
