@@ -19,6 +19,7 @@ lives here, once, for every backend:
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import threading
@@ -96,7 +97,7 @@ def even_chunks(tasks: list[Any], size: int, parallelism: int) -> list[list[Any]
     n_chunks = math.ceil(len(tasks) / size)
     n_chunks = min(len(tasks), parallelism * math.ceil(n_chunks / parallelism))
     bounds = np.linspace(0, len(tasks), n_chunks + 1).round().astype(int)
-    parts = [tasks[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    parts = [tasks[a:b] for a, b in itertools.pairwise(bounds)]
     return sorted(parts, key=len, reverse=True)  # the long ones first
 
 
