@@ -266,3 +266,22 @@ def test_call_provenance_names_the_prefect_api(api_url):
     assert meta["orchestrate"] == "task"
     assert meta["backend_options"] == {"max_workers": 1, "prefect_api": "started by probpipe"}
     json.dumps(meta)
+
+
+@pytest.mark.parametrize("name", ["prefect-dask", "prefect-ray"])
+def test_what_a_backend_started_is_stopped_at_interpreter_exit(api_url, name):
+    out = run_script(f"""
+        import json, psutil
+        import probpipe as pp
+        from probpipe.testing import _rows
+        pp.use_backend({name!r})  # never closed explicitly
+        pp.WorkflowFunction(_rows.noisy_value, n_broadcast_samples=4, seed=1)(pp.Normal(0, 1))
+        kids = [p.pid for p in psutil.Process().children(recursive=True)
+                if "resource_tracker" not in " ".join(p.cmdline())]
+        print(json.dumps({{"kids": kids}}))
+    """, env={"PREFECT_API_URL": api_url})
+    assert out["kids"]
+    deadline = time.monotonic() + 30
+    while alive(out["kids"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive(out["kids"]) == []
