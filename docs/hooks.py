@@ -7,19 +7,25 @@ links pointed at copies of the PNGs that the hook adds to the site). Without
 results it puts in a note saying how to produce them, so the site builds
 either way and picks the results up on the next build.
 
+``PROBPIPE_BENCH_RESULTS=DIR`` shows the results of a run written elsewhere
+(``probpipe bench --out DIR``).
+
 Docstrings. probpipe's docstrings use Sphinx roles (``:class:`X```); the
 rendered HTML would show the role names, so they are dropped.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from mkdocs.structure.files import File
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+# Where `probpipe bench` wrote its results (its default --out); override with the
+# environment variable to show another run's.
+RESULTS = Path(os.environ.get("PROBPIPE_BENCH_RESULTS") or REPO / "benchmarks" / "results")
 MARKER = "<!-- bench-results -->"
 SITE_FOLDER = "benchmarks"  # the PNGs are served at benchmarks/<name>.png
 

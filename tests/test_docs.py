@@ -270,3 +270,70 @@ def test_every_page_is_in_the_nav():
                 yield from pages(value)
 
     assert set(pages(config["nav"])) == {_id(p) for p in PAGES}
+
+
+def _png() -> bytes:
+    """A valid 1x1 PNG."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_benchmark_page_shows_the_harness_results(tmp_path):
+    """With results (as `probpipe bench` writes them) the page shows tables and plots."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "W1.png").write_bytes(_png())
+    (results / "results.md").write_text(
+        textwrap.dedent(
+            """\
+            # probpipe benchmark results
+
+            `probpipe bench --quick` started 2026-01-01T00:00:00+00:00, took 0.4 min.
+
+            ## Machine
+
+            | item | value |
+            |---|---|
+            | CPU | Test CPU, 2 logical cores |
+
+            ## W1: per-row overhead
+
+            | runner | median s |
+            |---|---|
+            | `ray` | 0.027 |
+
+            ![W1](W1.png)
+
+            ## W2: CPU-bound rows
+
+            ![W2](W2.png)
+            """
+        )
+    )
+    site = tmp_path / "site"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=REPO,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "PROBPIPE_BENCH_RESULTS": str(results)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    page = (site / "benchmarks" / "index.html").read_text(encoding="utf-8")
+    assert (site / "benchmarks" / "W1.png").read_bytes() == _png()
+    assert 'src="W1.png"' in page and "Test CPU, 2 logical cores" in page
+    assert "<code>W2.png</code> was not written by this run" in page
+    assert "No benchmark results" not in page
