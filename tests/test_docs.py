@@ -154,6 +154,10 @@ def page_env(page: str, api_url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
+@pytest.mark.prefect
+@pytest.mark.dask
+@pytest.mark.ray
 @pytest.mark.parametrize("path", RUN_PAGES, ids=_id)
 def test_page_code_runs(path, prefect_api_url, tmp_path):
     script, n_blocks = page_script(path)

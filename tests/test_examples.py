@@ -118,6 +118,7 @@ def test_mcmc_chains_converge():
     assert "converged" in out
 
 
+@pytest.mark.prefect
 def test_same_seed_same_numbers_on_another_backend(tmp_path):
     """One flag changes the backend, not the numbers (prefect runs in this process)."""
     import probpipe as pp
@@ -143,6 +144,7 @@ def test_help_and_docs(name):
     assert f'--8<-- "examples/{name}.py"' in docs
 
 
+@pytest.mark.slow
 def test_example_plugin_passes_the_conformance_suite(tmp_path):
     """examples/probpipe-pool, as if pip-installed: on the path, entry point declared."""
     info = tmp_path / "probpipe_pool-0.1.0.dist-info"
