@@ -36,7 +36,7 @@ NO_RESULTS = """\
     the docs again; this section then shows its tables and plots:
 
     ```bash
-    probpipe bench -- --quick     # a fast look (a few minutes)
+    probpipe bench --quick        # a fast look (a few minutes)
     probpipe bench                # the full run (about 20 minutes on 2 cores)
     make docs
     ```
