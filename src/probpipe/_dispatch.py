@@ -177,18 +177,26 @@ class Dispatch:
             self._submit(self._chunks_of(tasks, 1))
             return
         # Probe: one row per worker; size the rest once the first comes back.
-        self._submit(self._chunks_of(tasks[:parallelism], 1))
+        probes = self._chunks_of(tasks[:parallelism], 1)
+        self._probes = {id(chunk) for chunk in probes}
+        self._submit(probes)
         self._waiting_for_probe = list(tasks[parallelism:])
         self._parallelism = parallelism
 
     def _after_probe(self) -> bool:
-        if not self._waiting_for_probe or not self.row_seconds:
+        if not self._waiting_for_probe:
             return False
+        probing = any(id(chunk) in self._probes for _, chunk in self.pending.values())
+        if not self.row_seconds and probing:
+            return False  # no timing yet; wait for another probe
         rest, self._waiting_for_probe = self._waiting_for_probe, []
+        # With no timing at all (every probe failed as a whole task), size
+        # for balance alone; those rows will most likely fail the same way.
+        row_seconds = statistics.median(self.row_seconds) if self.row_seconds else 0.0
         self.resolved_chunksize = auto_chunksize(
             len(rest),
             self._parallelism,
-            statistics.median(self.row_seconds),
+            row_seconds,
             float(self.session.flag("task_overhead")),
         )
         if self.stop_row is not None:
@@ -223,6 +231,21 @@ class Dispatch:
         except BaseException:
             self.cancel_pending()
             raise
+        self._check_every_row_accounted_for()
+
+    def _check_every_row_accounted_for(self) -> None:
+        """Nothing is lost: each row ended done or failed (or fail-fast skipped it)."""
+        limit = self.stop_row if self.stop_row is not None else len(self.done)
+        missing = [
+            t.row
+            for t in self.tasks
+            if t.row < limit and not self.done[t.row] and t.row not in self.failures
+        ]
+        if missing:
+            raise RuntimeError(
+                f"probpipe lost track of rows {missing[:10]} of {self.fname}() on backend "
+                f"{self.backend_name!r}; this is a bug, please report it"
+            )
 
     def cancel_pending(self) -> None:
         if self.pending:
@@ -269,14 +292,17 @@ class Dispatch:
         self._submit([Chunk((task,), attempt, alone=True)])
 
     def _chunk_lost(self, chunk: Chunk, exc: Exception) -> bool:
-        """The engine failed the whole chunk (worker died, result unpicklable...)."""
-        lost_worker = self.session.method("is_worker_lost")(exc)
-        if lost_worker and len(chunk.rows) == 1 and not chunk.alone:
-            # A dying worker can take down the other tasks queued on it (Dask),
-            # so a lost row is only a suspect: it is re-run once more alone,
-            # after everything else, and blamed only if it dies again.
-            self.suspects.append((chunk.rows[0], chunk.attempt))
-            return False
+        """The engine failed a whole chunk: its worker died, or the task itself failed.
+
+        A row's own exception never gets here (``run_chunk`` catches it), so
+        a failure that is not a lost worker (the workers cannot import the
+        function, say) is the same for every row: all of them get it.
+        """
+        if not self.session.method("is_worker_lost")(exc):
+            failure = RowFailure(exc, _format_tb(exc))
+            retry = [t for t in chunk.rows if self._row_failed(t, failure, chunk.attempt)]
+            self._report(chunk, [t.row for t in chunk.rows])
+            return self._retry(retry, chunk.attempt)
         if len(chunk.rows) > 1:
             # Split and re-run: isolates the row that broke the worker, and
             # costs no retry, so the innocent rows are never lost.
@@ -289,15 +315,22 @@ class Dispatch:
             )
             return True
         task = chunk.rows[0]
-        if lost_worker:
-            lost = WorkerLostError(
-                f"row {task.row} of {self.fname}(): its worker process died on backend "
-                f"{self.backend_name!r} ({type(exc).__name__}: {exc})"
-            )
-            lost.__cause__ = exc
-            exc = lost
-        failure = RowFailure(exc, _format_tb(exc))
-        retry = [task] if self._row_failed(task, failure, chunk.attempt) else []
+        if not chunk.alone:
+            # A dying worker can take down the other tasks queued on it (Dask),
+            # so a lost row is only a suspect: it is re-run once more alone,
+            # after everything else, and blamed only if it dies again.
+            self.suspects.append((task, chunk.attempt))
+            return False
+        lost = WorkerLostError(
+            f"row {task.row} of {self.fname}(): its worker process died on backend "
+            f"{self.backend_name!r} ({type(exc).__name__}: {exc})"
+        )
+        lost.__cause__ = exc
+        retry = (
+            [task]
+            if self._row_failed(task, RowFailure(lost, _format_tb(lost)), chunk.attempt)
+            else []
+        )
         self._report(chunk, [task.row])
         return self._retry(retry, chunk.attempt)
 

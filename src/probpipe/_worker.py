@@ -286,6 +286,20 @@ def row_deadline(seconds: float | None):
             raise RowTimeoutError()
 
 
+def _check_sendable(value: Any, row: int) -> None:
+    """Fail this row (not its whole chunk) if its value cannot travel back."""
+    import cloudpickle
+
+    try:
+        # Out-of-band buffers are not copied: large arrays cost nothing here.
+        cloudpickle.dumps(value, protocol=5, buffer_callback=lambda buffer: None)
+    except Exception as exc:
+        raise TypeError(
+            f"row {row} returned a {type(value).__name__} that cannot be pickled, so it "
+            f"cannot be sent back from the worker: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _worker_name() -> str:
     import os
     import socket
@@ -338,6 +352,8 @@ def run_chunk(
             args, kwargs = spec.build_call(task)
             with row_deadline(spec.timeout):
                 value = func(*args, **kwargs)
+            if spec.portable_errors:
+                _check_sendable(value, task.row)
         except Exception as exc:
             value = None
             if isinstance(exc, RowTimeoutError):

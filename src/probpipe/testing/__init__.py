@@ -276,6 +276,22 @@ class BackendConformance:
         assert failure["row"] == 3 and failure["type"].endswith("WorkerLostError")
         assert "row 3" in failure["message"] and repr(backend.name) in failure["message"]
 
+    def test_unsendable_row_value_fails_only_that_row(self, backend):
+        if not session_for(backend).flag("ships_to_processes"):
+            pytest.skip("rows run in this process: their values are never pickled")
+        got = self.run_on(
+            backend,
+            _rows.unsendable_on,
+            kwargs={"x": pp.sweep(range(6)), "bad": (4,)},
+            on_error="collect",
+            chunksize=3,
+        )
+        want = self.run_on("sequential", _rows.unsendable_on, kwargs={"x": pp.sweep(range(6))})
+        assert [got[i] for i in (0, 1, 2, 3, 5)] == [want[i] for i in (0, 1, 2, 3, 5)]
+        [failure] = got.provenance.metadata["failures"]
+        assert failure["row"] == 4 and failure["type"] == "builtins.TypeError"
+        assert "row 4 returned a" in failure["message"]
+
     # -- protocol --------------------------------------------------------------
     def test_empty_map_and_gather(self, backend):
         session = session_for(backend)

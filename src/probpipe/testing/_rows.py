@@ -131,3 +131,12 @@ def marked_value(x, marker_dir, seconds=0.0, rng=None):
         pass
     time.sleep(seconds)
     return float(x) + rng.normal()
+
+
+def unsendable_on(x, bad=(), rng=None):
+    """Rows in ``bad`` return something that cannot be pickled back from a worker."""
+    import threading
+
+    if int(x) in bad:
+        return threading.Lock()
+    return float(x) + rng.normal()
