@@ -13,7 +13,9 @@ import pluggy
 
 PROJECT = "probpipe"
 hookspec = pluggy.HookspecMarker(PROJECT)
+"""Marks probpipe's hook specifications (for probpipe itself)."""
 hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Marks a plugin's hook implementations: ``@probpipe.hookimpl``."""
 
 
 @hookspec
@@ -34,8 +36,10 @@ def probpipe_map_started(call: Any) -> None:
 def probpipe_rows_finished(call: Any, rows: list[int], failed: list[int]) -> None:
     """Some rows of ``call`` finished: ``rows`` all of them, ``failed`` those that failed.
 
-    Called in the calling process as each chunk comes back (and once for rows
-    restored from a checkpoint); a row retried later is reported again.
+    Called in the calling process, once per row and attempt: as a worker's
+    progress beacon arrives (on a probpipe thread, so implementations must be
+    thread-safe), when its chunk comes back, or once for all rows restored
+    from a checkpoint. A row retried later is reported again.
     """
 
 

@@ -59,6 +59,7 @@ class _ProvenanceConfig:
 
 
 provenance_config = _ProvenanceConfig()
+"""Process-wide provenance settings; ``provenance_config.mode`` is a :class:`ProvenanceMode`."""
 
 
 # ---------------------------------------------------------------------------

@@ -314,6 +314,25 @@ class PrefectRayBackend(_PrefectBackend):
             value = self.options[key]
             if value is not None and not isinstance(value, dict):
                 raise TypeError(f"backend 'prefect-ray': {key} must be a dict, got {value!r}")
+        remote = self.options["remote_options"] or {}
+        ray_engine.check_resource_hints(
+            {k: v for k, v in remote.items() if k in ray_engine.HINT_KEYS},
+            "backend 'prefect-ray' remote_options",
+        )
+
+    def call_scope(self, call):
+        # Refuse resource hints no node can meet before the flow run opens:
+        # Ray would accept such a task and wait for a node forever.
+        remote = self.options["remote_options"] or {}
+        own = ray_engine.check_resource_hints(
+            call.options.get("resources") or {}, f"resources of {call.func}()"
+        )
+        hints = ray_engine.merge_resource_hints(
+            {k: v for k, v in remote.items() if k in ray_engine.HINT_KEYS}, own
+        )
+        ray_engine.check_feasible(hints, f"{call.func}()", self.name)
+        self._local.remote_options = {"max_retries": 0, **remote, **hints}
+        return super().call_scope(call)
 
     def _start_engine(self):
         ray_engine.acquire(self.options["address"], self.options["init_options"])
@@ -331,13 +350,9 @@ class PrefectRayBackend(_PrefectBackend):
     def _map_in_flow(self, chunk_task, items, call):
         from prefect_ray.context import remote_options
 
-        # The core decides about retries; Ray must not re-run a crashed task.
-        hints = {
-            "max_retries": 0,
-            **(self.options["remote_options"] or {}),
-            **(call.options.get("resources") or {}),
-        }
-        with remote_options(**hints):
+        # max_retries=0 (set in call_scope): the core decides about retries;
+        # Ray must not re-run a crashed task.
+        with remote_options(**self._local.remote_options):
             return chunk_task.map(item=items)
 
     def share(self, value, key):

@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="S",
         help="before each case, wait up to S seconds for other processes to leave the "
-        "CPU, and run a case again once if they disturbed it (default 60; at most 5 min "
-        "of waiting and 8 re-runs per run; 0: neither)",
+        "CPU, and run a case again once if they disturbed it (default 60; at most 2 min "
+        "of waiting and 4 re-runs per run; 0: neither)",
     )
     parser.add_argument(
         "--list", action="store_true", help="list workloads and installed runners, then exit"
@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:
-        # `probpipe bench -- --quick`: the separator that gets options past the
-        # top-level parser of the probpipe command.
-        argv = argv[1:]
+        argv = argv[1:]  # `probpipe bench -- --quick` works too
     parser = build_parser()
     args = parser.parse_args(argv)
 

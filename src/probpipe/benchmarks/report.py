@@ -24,6 +24,9 @@ W6_RSS_SLACK_MB = 300.0
 # A case is flagged when other processes used more than this many cores
 # on average while it ran (the machine is shared; see runner.OtherLoad).
 NOISY_CORES = 0.3
+# ... or when the CPU speed probe before it ran this much slower than the
+# run's fastest probe (the host is busy; see runner.cpu_probe).
+SLOW_CPU = 0.75
 NOISY_MARK = " (!)"
 
 PROBPIPE_COLOR = "#3b75af"
@@ -38,6 +41,23 @@ class Results:
         self.cases = {(c["workload"], c["runner"]): c for c in data["cases"]}
         self.runners = list(self.meta["runners"])
         self.workloads = list(self.meta["workloads"])
+        probes = [c["cpu_probe_s"] for c in self.cases.values() if c.get("cpu_probe_s")]
+        self.best_probe = min(probes, default=None)
+
+    def cpu_speed(self, case: dict[str, Any] | None) -> float | None:
+        """CPU speed before ``case``, relative to the fastest seen in the run (1.0)."""
+        if not case or not case.get("cpu_probe_s") or not self.best_probe:
+            return None
+        return self.best_probe / case["cpu_probe_s"]
+
+    def noisy(self, case: dict[str, Any] | None) -> bool:
+        """Another job used the CPU during the case, or the CPU was slow before it."""
+        if not case:
+            return False
+        speed = self.cpu_speed(case)
+        return (case.get("other_cpu_cores") or 0.0) > NOISY_CORES or (
+            speed is not None and speed < SLOW_CPU
+        )
 
     def case(self, workload: str, runner: str) -> dict[str, Any] | None:
         return self.cases.get((workload, runner))
@@ -106,13 +126,9 @@ def _status_cell(res: Results, workload: str, runner: str) -> str | None:
 # ---------------------------------------------------------------------------
 
 
-def noisy(case: dict[str, Any] | None) -> bool:
-    return bool(case) and (case.get("other_cpu_cores") or 0.0) > NOISY_CORES
-
-
 def summary_cell(res: Results, workload: str, runner: str) -> str:
     text = _summary_value(res, workload, runner)
-    return text + NOISY_MARK if noisy(res.ok(workload, runner)) else text
+    return text + NOISY_MARK if res.noisy(res.ok(workload, runner)) else text
 
 
 def _summary_value(res: Results, workload: str, runner: str) -> str:
@@ -292,9 +308,17 @@ def detail_table(res: Results, workload: str) -> list[str]:
         if workload == "W6":
             notes.append(f"result {case.get('result_mb', 0):.2f} MB")
             notes.append(f"RSS at start {case.get('rss_start_mb', 0):.0f} MB")
+        if case.get("parallelism") is not None:
+            notes.append(
+                f"rows ran {case['parallelism']:.2f} at a time, {case['row_mean_s']:.2f} s each"
+            )
+        if res.noisy(case):
+            notes.append(NOISY_MARK.strip())
         if case.get("other_cpu_cores") is not None:
-            mark = NOISY_MARK.strip() if noisy(case) else ""
-            notes.append(f"other load {case['other_cpu_cores']:.2f} cores {mark}".rstrip())
+            notes.append(f"other load {case['other_cpu_cores']:.2f} cores")
+        speed = res.cpu_speed(case)
+        if speed is not None:
+            notes.append(f"CPU speed {speed:.2f}")
         if case.get("teardown_error"):
             notes.append(f"teardown error: {case['teardown_error'][:80]}")
         if case.get("stragglers_stopped"):
@@ -351,12 +375,14 @@ def write_markdown(res: Results, path: Path) -> None:
         *machine_lines(meta),
         "",
     ]
-    flagged = [c for c in res.cases.values() if noisy(c)]
+    flagged = [c for c in res.cases.values() if res.noisy(c)]
     lines += [
-        f"Other processes on the machine are measured while each case runs (CPU used by "
-        f"processes that are not the case's own, in cores). Cases marked `{NOISY_MARK.strip()}` "
-        f"ran while they used more than {NOISY_CORES} cores on average: their times are "
-        f"inflated by the competition. This run: {len(flagged)} of "
+        "The machine is shared. While each case runs, the harness measures the CPU used "
+        "by other processes (*other load*, in cores); before each case it times a fixed "
+        "bit of Python (*CPU speed*, 1.00 = the fastest seen in this run; lower means "
+        f"the VM's host was busy). Cases marked `{NOISY_MARK.strip()}` had other load "
+        f"above {NOISY_CORES} cores or CPU speed below {SLOW_CPU}: their times are "
+        f"inflated, and ratios involving them are unreliable. This run: {len(flagged)} of "
         f"{sum(1 for c in res.cases.values() if c.get('status') == 'ok')} cases flagged.",
         "",
     ]
@@ -487,6 +513,12 @@ def _bars(
     ax.grid(axis="x", alpha=0.3)
 
 
+def _parallel_note(case: dict[str, Any] | None) -> str:
+    if not case or case.get("parallelism") is None:
+        return ""
+    return f" ({case['parallelism']:.2f} at a time)"
+
+
 def write_plots(res: Results, out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -549,8 +581,8 @@ def write_plots(res: Results, out_dir: Path) -> list[Path]:
                 res,
                 key,
                 lambda r, k=key: res.speedup(k, r) or 0.0,
-                lambda r, v: f"{v:.2f}x",
-                xlabel="speedup over sequential",
+                lambda r, v, k=key: f"{v:.2f}x" + _parallel_note(res.ok(k, r)),
+                xlabel="speedup over sequential (rows running at a time)",
                 target=W2_MIN_SPEEDUP if key == "W2" else None,
                 target_label="target 1.8x",
             )

@@ -56,6 +56,8 @@ RAW_REQUIRES = {
 EXIT_GRACE = 20.0
 # How often the harness samples the machine's load while a case runs.
 LOAD_SAMPLE_S = 1.0
+# Metropolis iterations of the CPU speed probe (~40 ms).
+CPU_PROBE_ITERATIONS = 200_000
 
 
 # ---------------------------------------------------------------------------
@@ -121,12 +123,19 @@ def _run_case(case: dict[str, Any], save: Any) -> dict[str, Any]:
             t0 = time.perf_counter()
             call(0, light=True)
             out["warmup_s"] = time.perf_counter() - t0 + out["enter_s"]
-            times = []
+            times, parallelism, row_means = [], [], []
             for i in range(1, case["repeats"] + 1):
                 t0 = time.perf_counter()
                 result = call(i)
                 times.append(time.perf_counter() - t0)
+                rows_s = prepared.row_seconds(result)
+                if rows_s:
+                    parallelism.append(sum(rows_s) / times[-1])
+                    row_means.append(statistics.fmean(rows_s))
             out["times_s"] = times
+            if parallelism:
+                out["parallelism"] = statistics.median(parallelism)
+                out["row_mean_s"] = statistics.median(row_means)
         out["median_s"] = statistics.median(out["times_s"]) if out["times_s"] else None
         out.update(_call_details(result))
         out["result_mb"] = prepared.result_nbytes(result) / 2**20
@@ -402,10 +411,27 @@ class Patience:
     stays busy makes the run noisier (flagged in the report), not endless.
     """
 
-    def __init__(self, per_case: float, total: float = 300.0, reruns: int = 8):
+    def __init__(self, per_case: float, total: float = 120.0, reruns: int = 4):
         self.per_case = per_case
         self.wait_left = total if per_case > 0 else 0.0
         self.reruns_left = reruns if per_case > 0 else 0
+
+
+def cpu_probe() -> float:
+    """Seconds for a fixed bit of single-threaded Python (median of 5, ~0.2 s in all).
+
+    This machine is a VM: when the host is busy, the same code runs slower
+    and no process here shows why. The probe, taken right before each case,
+    lets the report flag cases that ran on a slow CPU.
+    """
+    from .workloads import mcmc
+
+    times = []
+    for seed in range(5):
+        t0 = time.perf_counter()
+        mcmc(seed, CPU_PROBE_ITERATIONS)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def wait_for_quiet(patience: Patience) -> float:
@@ -453,8 +479,10 @@ def _run_measured(
     attempts = []
     while True:
         before = wait_for_quiet(patience) if patience.per_case > 0 else None
+        probe = cpu_probe()
         result = run_case(case, raw_dir, run_tag, prefect_home, timeout)
         result["other_cpu_cores_before"] = before
+        result["cpu_probe_s"] = probe
         attempts.append(result)
         other = result.get("other_cpu_cores") or 0.0
         if result.get("status") != "ok" or other <= NOISY_CORES:

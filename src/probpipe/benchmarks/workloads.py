@@ -44,8 +44,11 @@ def metropolis(rng: np.random.Generator, n_iter: int, start: float = 0.0) -> np.
     """Random-walk Metropolis on a correlated 2-D Gaussian (the W2 row).
 
     Proposals and uniforms are drawn by NumPy in blocks; the accept/reject
-    loop is scalar Python arithmetic, so it holds the GIL the whole time:
-    threads cannot run two of these at once, processes can.
+    loop is scalar arithmetic in Python, so it holds the GIL the whole time:
+    threads cannot run two of these at once, processes can. The loop only
+    makes floats, which the cyclic garbage collector does not track, so the
+    row costs the same in a small process and in one holding a large object
+    graph (Prefect's): W2 measures parallelism, not the collector.
     Returns (mean x, mean y, acceptance rate).
     """
     c = 0.5 / (1.0 - _RHO * _RHO)
@@ -56,13 +59,18 @@ def metropolis(rng: np.random.Generator, n_iter: int, start: float = 0.0) -> np.
     done = 0
     while done < n_iter:
         n = min(_BLOCK, n_iter - done)
-        steps = rng.standard_normal((n, 2)) * 0.8
-        log_u = np.log(rng.random(n))
-        for (dx, dy), lu in zip(steps.tolist(), log_u.tolist()):
-            px, py = x + dx, y + dy
+        steps = rng.standard_normal((2, n)) * 0.8
+        # Flat lists of floats, not a list of pairs: no container per iteration.
+        dxs, dys = steps[0].tolist(), steps[1].tolist()
+        log_us = np.log(rng.random(n)).tolist()
+        for dx, dy, lu in zip(dxs, dys, log_us):
+            px = x + dx
+            py = y + dy
             log_p_new = -c * (px * px - 2.0 * _RHO * px * py + py * py)
             if lu < log_p_new - log_p:
-                x, y, log_p = px, py, log_p_new
+                x = px
+                y = py
+                log_p = log_p_new
                 accepted += 1
             sum_x += x
             sum_y += y
@@ -70,14 +78,23 @@ def metropolis(rng: np.random.Generator, n_iter: int, start: float = 0.0) -> np.
     return np.array([sum_x / n_iter, sum_y / n_iter, accepted / n_iter])
 
 
+def _timed_metropolis(rng: np.random.Generator, n_iter: int, start: float) -> np.ndarray:
+    # The row's own duration rides along as a 4th value: summed over a call
+    # and divided by the call's wall time it gives the parallelism the runner
+    # achieved, which does not depend on how fast the (shared) CPU was then.
+    t0 = time.perf_counter()
+    chain = metropolis(rng, n_iter, start)
+    return np.append(chain, time.perf_counter() - t0)
+
+
 def mcmc(seed: int, n_iter: int) -> np.ndarray:
     """W2, raw spelling: one chain seeded by its row number."""
-    return metropolis(np.random.default_rng(seed), n_iter)
+    return _timed_metropolis(np.random.default_rng(seed), n_iter, 0.0)
 
 
 def mcmc_row(start: float, rng: np.random.Generator, n_iter: int) -> np.ndarray:
     """W2, probpipe spelling: the chain starts at a broadcast draw."""
-    return metropolis(rng, n_iter, start)
+    return _timed_metropolis(rng, n_iter, start)
 
 
 def touch(i: int, arr: np.ndarray) -> float:
@@ -163,6 +180,8 @@ class Prepared:
     probpipe_call: Callable[[int, bool], Any]
     raw_args: Callable[[int, bool], tuple[Callable[..., Any], list[Any], dict[str, Any]]]
     result_nbytes: Callable[[Any], int] = lambda result: 0
+    # seconds each row took, measured inside the row (W2), or None
+    row_seconds: Callable[[Any], list[float] | None] = lambda result: None
 
 
 @dataclass(frozen=True)
@@ -251,6 +270,7 @@ def _prepare_w2(sizes: dict[str, Any], runner: str) -> Prepared:
         rows=rows,
         probpipe_call=lambda i, light: wf(light, start, n_iter=iters(light)),
         raw_args=lambda i, light: (mcmc, list(range(rows)), {"n_iter": iters(light)}),
+        row_seconds=lambda result: np.asarray(getattr(result, "samples", result))[:, 3].tolist(),
     )
 
 

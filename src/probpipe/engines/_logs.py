@@ -38,10 +38,28 @@ def worker_env() -> dict[str, str]:
     }
 
 
+_ENGINES = ("prefect", "ray", "distributed", "uvicorn", "httpx", "asyncio")
+# Prefect's background senders log under their class names; at exit they warn
+# "Still processing items", which is housekeeping, not a problem to report.
+_HOUSEKEEPING = ("EventsWorker", "APILogWorker")
+
+
 def quiet_this_process() -> None:
-    """Apply the level here: env defaults (read by engines at import) and loggers."""
+    """Apply the level here: env defaults (read by engines at import) and loggers.
+
+    Loggers the engines already configured (say, prefect was imported before
+    probpipe started a backend) are set too, not just the environment.
+    """
     for key, value in worker_env().items():
         os.environ.setdefault(key, value)
     level = getattr(logging, engine_log_level())
-    for name in ("prefect", "ray", "distributed", "uvicorn", "httpx", "asyncio"):
-        logging.getLogger(name).setLevel(max(level, logging.getLogger(name).level))
+    for name in _ENGINES:
+        logging.getLogger(name).setLevel(level)
+    children = tuple(f"{engine}." for engine in _ENGINES)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        configured = isinstance(logger, logging.Logger) and 0 < logger.level < level
+        if configured and name.startswith(children):
+            logger.setLevel(level)
+    if level >= logging.WARNING:
+        for name in _HOUSEKEEPING:
+            logging.getLogger(name).setLevel(logging.ERROR)

@@ -7,8 +7,9 @@ runs one server on 127.0.0.1 for as long as a Prefect backend is open, runs
 flows with ``PREFECT_API_URL`` pointing at it, and Prefect hands that setting
 to every task it ships to a worker.
 
-If ``PREFECT_API_URL`` is already set (say, to your own ``prefect server
-start``), that server is used and never stopped.
+If ``PREFECT_API_URL`` is already set, in the environment or the active
+Prefect profile (say, to your own ``prefect server start``), that server is
+used and never stopped.
 """
 
 from __future__ import annotations
@@ -137,7 +138,11 @@ def acquire_api(timeout: float = 180.0) -> str:
     with _lock:
         if _url is None:
             import_prefect()
-            external = os.environ.get("PREFECT_API_URL")
+            from prefect.settings import get_current_settings
+
+            # PREFECT_API_URL from the environment or the active Prefect
+            # profile (`prefect config set PREFECT_API_URL=...`).
+            external = get_current_settings().api.url
             if external:
                 _url = external.rstrip("/")
             else:

@@ -18,7 +18,10 @@ If the user called ``ray.init`` themselves, that connection is used as is.
 
 from __future__ import annotations
 
+import difflib
 import logging
+import math
+import numbers
 import os
 import re
 import socket
@@ -60,12 +63,18 @@ def _no_cluster_running() -> bool:
     return not services.find_gcs_addresses() and services.find_bootstrap_address(None) is None
 
 
-def _runtime_env(extra_env: dict[str, str]) -> dict[str, Any]:
-    env = {**worker_env(), **extra_env}
-    # Workers import the user's modules by reference: give them our sys.path.
+def _merged_runtime_env(user: dict[str, Any] | None, extra_env: dict[str, str] | None) -> dict:
+    """The job's runtime_env: the user's own, plus what workers need from probpipe.
+
+    Workers import the user's modules by reference, so they get this
+    process's sys.path, and the engine log level. The user's env_vars win.
+    """
+    env = {**worker_env(), **(extra_env or {})}
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return {"env_vars": env}
+    merged = dict(user or {})
+    merged["env_vars"] = {**env, **merged.get("env_vars", {})}
+    return merged
 
 
 def acquire(
@@ -76,6 +85,8 @@ def acquire(
     """Connect (or start) Ray for one more user."""
     global _users, _mode, _address, _saved_flag
     check_address(address)
+    if address not in (None, "auto"):
+        _check_reachable(address)
     with _lock:
         if _users and _address != address:
             raise BackendConnectionError(
@@ -102,21 +113,16 @@ def acquire(
                 raise BackendConnectionError(
                     "address='auto' attaches to a Ray cluster already running on this "
                     "machine, and none is running. Start one with `ray start --head "
-                    "--node-ip-address=127.0.0.1`, or use address=None to let probpipe "
-                    "start a private local Ray."
+                    "--node-ip-address=127.0.0.1` (with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 "
+                    "in its environment, Ray 2.60 keeps every port on 127.0.0.1), or use "
+                    "address=None to let probpipe start a private local Ray."
                 )
-            options = {
-                "logging_level": level,
-                "log_to_driver": True,
-                "runtime_env": _runtime_env(extra_env or {}),
-                **(init_options or {}),
-            }
+            options = {"logging_level": level, "log_to_driver": True, **(init_options or {})}
+            options["runtime_env"] = _merged_runtime_env(options.get("runtime_env"), extra_env)
             if address is None:
                 options.setdefault("include_dashboard", False)
             if _targets_loopback(address):
                 _use_loopback_flag()
-            if address not in (None, "auto"):
-                _check_reachable(address)
             if address not in (None, "auto") and not address.startswith("ray://"):
                 _token_auth_like_auto()
             try:
@@ -280,3 +286,110 @@ def is_worker_lost(exc: BaseException) -> bool:
         rex.ObjectLostError,
     )
     return isinstance(exc, lost) or isinstance(getattr(exc, "cause", None), lost)
+
+
+# Resource hints: shared by the Ray backends (native and Prefect-Ray).
+# The resource keywords of ``ray.remote`` a hint may set, and the name of the
+# node resource each one draws on (custom resources keep their own names).
+HINT_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
+_NODE_RESOURCE = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+_DEFAULT_TASK_CPUS = 1  # what Ray reserves for a task that sets no num_cpus
+
+
+def check_resource_hints(hints: dict[str, Any], where: str) -> dict[str, Any]:
+    """A validated copy of ``hints`` without the ``None`` entries.
+
+    ``where`` starts every message (the backend option, or the function whose
+    ``resources=`` option is wrong). Unknown keys and bad values raise
+    ValueError, values of the wrong type TypeError.
+    """
+    out: dict[str, Any] = {}
+    for key, value in hints.items():
+        if key not in HINT_KEYS:
+            close = difflib.get_close_matches(key, HINT_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"{where}: unknown resource hint {key!r}; {hint}Known: {', '.join(HINT_KEYS)}. "
+                f"Custom Ray resources go inside 'resources', e.g. "
+                f"resources={{'resources': {{{key!r}: 1}}}}."
+            )
+        if value is None:
+            continue
+        if key != "resources":
+            out[key] = _quantity(f"{where}: {key}", value)
+            continue
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise TypeError(
+                f"{where}: resources must be a dict of custom Ray resources like "
+                f"{{'accelerator': 1}}, got {value!r}"
+            )
+        for name in ("CPU", "GPU"):
+            if name in value:
+                raise ValueError(
+                    f"{where}: resources: ask for {name} with num_{name.lower()}s, "
+                    f"not resources={{{name!r}: ...}}"
+                )
+        out[key] = {
+            name: _quantity(f"{where}: resources[{name!r}]", q) for name, q in value.items()
+        }
+    return out
+
+
+def _quantity(what: str, value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a non-negative number, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{what} must be a non-negative number, got {value!r}")
+    # Ray accepts only Python int/float (not NumPy scalars).
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def merge_resource_hints(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``; custom ``resources`` are merged name by name."""
+    merged = {**base, **override}
+    if "resources" in base and "resources" in override:
+        merged["resources"] = {**base["resources"], **override["resources"]}
+    return merged
+
+
+def check_feasible(hints: dict[str, Any], func: str, backend: str = "ray") -> None:
+    """Raise ValueError if no alive node has everything one task asks for.
+
+    Compares with the nodes' total resources: a task that fits a node runs
+    once that node is free; one that fits no node would wait forever.
+    """
+    import ray
+
+    # node resource -> (the hint that asks for it, quantity per task)
+    asked = {"num_cpus": _DEFAULT_TASK_CPUS, **hints}
+    demand = {_NODE_RESOURCE[k]: (k, q) for k, q in asked.items() if k in _NODE_RESOURCE}
+    for name, quantity in hints.get("resources", {}).items():
+        demand[name] = (f"resources[{name!r}]", quantity)
+    demand = {name: (label, q) for name, (label, q) in demand.items() if q > 0}
+
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(all(node.get(n, 0) >= q for n, (_, q) in demand.items()) for node in nodes):
+        return
+    largest = {n: max((node.get(n, 0) for node in nodes), default=0) for n in demand}
+    short = [
+        f"{label}={q:g} (Ray resource {n!r}), but the largest node has {_amount(n, largest[n])}"
+        for n, (label, q) in demand.items()
+        if largest[n] < q
+    ]
+    if not short:  # every resource fits some node, just not all on the same one
+        asked_for = ", ".join(f"{label}={q:g}" for label, q in demand.values())
+        short = [f"{asked_for} together, which no single node has"]
+    cluster = {n: q for n, q in ray.cluster_resources().items() if not n.startswith("node:")}
+    have = ", ".join(f"{n} {_amount(n, q)}" for n, q in sorted(cluster.items())) or "nothing"
+    raise ValueError(
+        f"{func} on backend {backend!r}: no node in the Ray cluster can run a task asking for "
+        f"{'; '.join(short)}. The cluster has: {have} ({len(nodes)} node(s)). Lower the "
+        f"function's resources= option or the backend's resource options, or add a node "
+        f"that has them (Ray would wait for one forever)."
+    )
+
+
+def _amount(resource: str, quantity: float) -> str:
+    if resource in ("memory", "object_store_memory"):  # bytes
+        return f"{quantity / 2**30:.3g} GiB"
+    return f"{quantity:g}"

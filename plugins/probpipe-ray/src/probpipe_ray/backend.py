@@ -16,22 +16,19 @@ would accept a task no node can run and wait for such a node forever.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
-import math
-import numbers
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import probpipe
 from probpipe.engines import ray as ray_engine
-
-# The resource keywords of ``ray.remote`` a hint may set, and the name of the
-# node resource each one draws on (custom resources keep their own names).
-HINT_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
-_NODE_RESOURCE = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
-_DEFAULT_TASK_CPUS = 1  # what Ray reserves for a task that sets no num_cpus
+from probpipe.engines.ray import (
+    HINT_KEYS,
+    check_feasible,
+    check_resource_hints,
+    merge_resource_hints,
+)
 
 
 class RayBackend(probpipe.ExecutionBackend):
@@ -76,7 +73,7 @@ class RayBackend(probpipe.ExecutionBackend):
                 f"arguments or None, got {init_options!r}"
             )
         # The backend's own hints, normalized: every call's tasks start from them.
-        self._hints = check_hints(
+        self._hints = check_resource_hints(
             {key: self.options[key] for key in HINT_KEYS}, "backend 'ray' option"
         )
 
@@ -103,8 +100,8 @@ class RayBackend(probpipe.ExecutionBackend):
         """
         options = getattr(call, "options", None) or {}
         func = f"{getattr(call, 'func', '?')}()"
-        own = check_hints(options.get("resources") or {}, f"resources of {func}")
-        hints = merge_hints(self._hints, own)
+        own = check_resource_hints(options.get("resources") or {}, f"resources of {func}")
+        hints = merge_resource_hints(self._hints, own)
         check_feasible(hints, func)
         previous = getattr(self._local, "hints", None)
         self._local.hints = hints
@@ -188,110 +185,6 @@ class RayBackend(probpipe.ExecutionBackend):
             with contextlib.suppress(Exception):  # not available under Ray Client
                 out["gcs_address"] = ray.get_runtime_context().gcs_address
         return out
-
-
-# ---------------------------------------------------------------------------
-# Resource hints
-# ---------------------------------------------------------------------------
-
-
-def check_hints(hints: dict[str, Any], where: str) -> dict[str, Any]:
-    """A validated copy of ``hints`` without the ``None`` entries.
-
-    ``where`` starts every message (the backend option, or the function whose
-    ``resources=`` option is wrong). Unknown keys and bad values raise
-    ValueError, values of the wrong type TypeError.
-    """
-    out: dict[str, Any] = {}
-    for key, value in hints.items():
-        if key not in HINT_KEYS:
-            close = difflib.get_close_matches(key, HINT_KEYS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(
-                f"{where}: unknown resource hint {key!r}; {hint}Known: {', '.join(HINT_KEYS)}. "
-                f"Custom Ray resources go inside 'resources', e.g. "
-                f"resources={{'resources': {{{key!r}: 1}}}}."
-            )
-        if value is None:
-            continue
-        if key != "resources":
-            out[key] = _quantity(f"{where}: {key}", value)
-            continue
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise TypeError(
-                f"{where}: resources must be a dict of custom Ray resources like "
-                f"{{'accelerator': 1}}, got {value!r}"
-            )
-        for name in ("CPU", "GPU"):
-            if name in value:
-                raise ValueError(
-                    f"{where}: resources: ask for {name} with num_{name.lower()}s, "
-                    f"not resources={{{name!r}: ...}}"
-                )
-        out[key] = {
-            name: _quantity(f"{where}: resources[{name!r}]", q) for name, q in value.items()
-        }
-    return out
-
-
-def _quantity(what: str, value: Any) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what} must be a non-negative number, got {value!r}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{what} must be a non-negative number, got {value!r}")
-    # Ray accepts only Python int/float (not NumPy scalars).
-    return int(value) if float(value).is_integer() else float(value)
-
-
-def merge_hints(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``; custom ``resources`` are merged name by name."""
-    merged = {**base, **override}
-    if "resources" in base and "resources" in override:
-        merged["resources"] = {**base["resources"], **override["resources"]}
-    return merged
-
-
-def check_feasible(hints: dict[str, Any], func: str) -> None:
-    """Raise ValueError if no alive node has everything one task asks for.
-
-    Compares with the nodes' total resources: a task that fits a node runs
-    once that node is free; one that fits no node would wait forever.
-    """
-    import ray
-
-    # node resource -> (the hint that asks for it, quantity per task)
-    asked = {"num_cpus": _DEFAULT_TASK_CPUS, **hints}
-    demand = {_NODE_RESOURCE[k]: (k, q) for k, q in asked.items() if k in _NODE_RESOURCE}
-    for name, quantity in hints.get("resources", {}).items():
-        demand[name] = (f"resources[{name!r}]", quantity)
-    demand = {name: (label, q) for name, (label, q) in demand.items() if q > 0}
-
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    if any(all(node.get(n, 0) >= q for n, (_, q) in demand.items()) for node in nodes):
-        return
-    largest = {n: max((node.get(n, 0) for node in nodes), default=0) for n in demand}
-    short = [
-        f"{label}={q:g} (Ray resource {n!r}), but the largest node has {_amount(n, largest[n])}"
-        for n, (label, q) in demand.items()
-        if largest[n] < q
-    ]
-    if not short:  # every resource fits some node, just not all on the same one
-        asked_for = ", ".join(f"{label}={q:g}" for label, q in demand.values())
-        short = [f"{asked_for} together, which no single node has"]
-    cluster = {n: q for n, q in ray.cluster_resources().items() if not n.startswith("node:")}
-    have = ", ".join(f"{n} {_amount(n, q)}" for n, q in sorted(cluster.items())) or "nothing"
-    raise ValueError(
-        f"{func} on backend 'ray': no node in the Ray cluster can run a task asking for "
-        f"{'; '.join(short)}. The cluster has: {have} ({len(nodes)} node(s)). Lower the "
-        f"function's resources= option or the backend's resource options, or add a node "
-        f"that has them (Ray would wait for one forever)."
-    )
-
-
-def _amount(resource: str, quantity: float) -> str:
-    if resource in ("memory", "object_store_memory"):  # bytes
-        return f"{quantity / 2**30:.3g} GiB"
-    return f"{quantity:g}"
 
 
 def _frozen(hints: dict[str, Any]) -> tuple:
