@@ -84,7 +84,10 @@ def run_backend(name: str, calls: int, home: str) -> dict:
     try:
         proc = subprocess.run(
             [sys.executable, script, name, str(calls)],
-            capture_output=True, text=True, env=env, timeout=1800,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1800,
         )
     finally:
         os.unlink(script)
