@@ -6,8 +6,8 @@ chunks with ``backend.map``, takes them back in completion order with
 lives here, once, for every backend:
 
 * chunk sizes (``"auto"``: probe one row per worker, then size chunks so each
-  carries well above the backend's per-task overhead while leaving a few
-  chunks per worker);
+  carries well above the backend's per-task overhead, with at least one
+  chunk per worker);
 * retries (a failed row re-runs with the same seed);
 * fail fast (with ``on_error="raise"``, chunks whose rows all lie above the
   lowest failure are cancelled);
@@ -34,11 +34,10 @@ from ._errors import WorkerLostError
 from ._worker import Chunk, ChunkResult, RowFailure, RowTask, WorkItem, run_item
 
 # Auto chunking: each chunk should carry at least this much work, and at
-# least this many multiples of the backend's per-task overhead ...
+# least this many multiples of the backend's per-task overhead (joblib's rule
+# of thumb: 0.2 to 2 s of work per batch).
 MIN_CHUNK_SECONDS = 0.2
 OVERHEAD_MULTIPLE = 20
-# ... while leaving this many chunks per worker so the load stays balanced.
-CHUNKS_PER_WORKER = 4
 
 
 @dataclass
@@ -76,11 +75,17 @@ class Failure:
 
 
 def auto_chunksize(n_rows: int, parallelism: int, row_seconds: float, overhead: float) -> int:
-    """Rows per chunk: enough work per task to dwarf overhead, enough tasks to balance."""
+    """Rows per chunk: enough work per task to dwarf the overhead, at least one task per worker.
+
+    Chunks are sized to carry the target amount of work, so the number of
+    chunks grows with the work: long calls get many chunks per worker (good
+    balance), short ones one per worker. Cutting a short call finer would buy
+    no balance, only more per-task overhead (on Prefect, a task run each).
+    """
     target = max(MIN_CHUNK_SECONDS, OVERHEAD_MULTIPLE * overhead)
     by_cost = math.ceil(target / max(row_seconds, 1e-7))
-    by_balance = math.ceil(n_rows / (CHUNKS_PER_WORKER * max(parallelism, 1)))
-    return max(1, min(by_cost, by_balance))
+    one_per_worker = math.ceil(n_rows / max(parallelism, 1))
+    return max(1, min(by_cost, one_per_worker))
 
 
 # ---------------------------------------------------------------------------
