@@ -135,3 +135,42 @@ def test_fail_fast_still_raises_the_lowest_row(chunksize):
     wf = pp.WorkflowFunction(bad, backend=backend, chunksize=chunksize)
     with pytest.raises(ValueError, match="bad 3"):
         wf(x=pp.sweep(range(12)))
+
+
+# -- what a chunk pickles to ---------------------------------------------------
+
+
+def test_a_pickled_chunk_gives_back_every_row_exactly_and_travels_as_columns():
+    import pickle
+
+    import numpy as np
+
+    from probpipe._worker import Chunk, PackedRows, RowTask
+
+    rows = tuple(
+        RowTask(
+            row=10 + i,
+            seed_key=i,
+            cell=i // 3,
+            tokens=(np.float64(i / 3), i, 0.5 * i, np.arange(2) + i, 2**70 + i, np.int32(i)),
+        )
+        for i in range(9)
+    )
+    back = pickle.loads(pickle.dumps(Chunk(rows, attempt=2, alone=True)))
+    assert isinstance(back.rows, PackedRows)
+    assert (back.attempt, back.alone, back.label) == (2, True, "rows 10-18")
+    assert len(back.rows) == 9
+    for sent, got in zip(rows, back.rows, strict=True):
+        assert (got.row, got.seed_key, got.cell) == (sent.row, sent.seed_key, sent.cell)
+        for a, b in zip(sent.tokens, got.tokens, strict=True):
+            assert type(a) is type(b)
+            np.testing.assert_array_equal(a, b)
+    assert [t.row for t in back.rows[2:4]] == [12, 13]
+
+    # Rows whose draws differ in number are kept whole.
+    uneven = pickle.loads(pickle.dumps(Chunk((RowTask(0, 0, 0, (1,)), RowTask(1, 1, 0, (1, 2))))))
+    assert [t.tokens for t in uneven.rows] == [(1,), (1, 2)]
+
+    # Thousands of rows are a handful of objects once unpickled, not several per row.
+    many = Chunk(tuple(RowTask(i, i, 0, (float(i),)) for i in range(5000)))
+    assert len(pickle.dumps(many)) < 0.6 * len(pickle.dumps(many.rows))

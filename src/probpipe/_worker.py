@@ -22,6 +22,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +106,7 @@ def resolve(value: Any, delivered: dict[str, Any] | None = None) -> Any:
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowTask:
     """One row: its position in the result, its seed key, sweep cell and draws."""
 
@@ -117,9 +118,15 @@ class RowTask:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A batch of rows run by one engine task."""
+    """A batch of rows run by one engine task.
 
-    rows: tuple[RowTask, ...]
+    A chunk pickles its rows as columns (:class:`PackedRows`): a chunk of
+    thousands of rows then travels as a few arrays, and whoever unpickles it
+    without reading it (Dask's scheduler, in the caller's process) holds a
+    few objects instead of several per row.
+    """
+
+    rows: Sequence[RowTask]
     attempt: int = 0
     alone: bool = False  # re-run with nothing else in flight (a suspect in a worker death)
 
@@ -127,6 +134,84 @@ class Chunk:
     def label(self) -> str:
         first, last = self.rows[0].row, self.rows[-1].row
         return f"row {first}" if first == last else f"rows {first}-{last}"
+
+    def __reduce__(self):
+        rows = self.rows if isinstance(self.rows, PackedRows) else PackedRows.pack(self.rows)
+        return (Chunk, (rows, self.attempt, self.alone))
+
+
+class PackedRows(Sequence):
+    """Rows stored column by column; a :class:`RowTask` is rebuilt when read.
+
+    ``index`` is a row's position in the chunk; reading a slice gives a tuple.
+
+    A token column of NumPy scalars of one type becomes an array (read back
+    as the same NumPy scalars); of Python ints or floats, an array read back
+    as Python numbers; anything else stays a list. Values come back exactly.
+    """
+
+    __slots__ = ("_cells", "_rows", "_seed_keys", "_tokens")
+
+    def __init__(self, rows, seed_keys, cells, tokens):
+        self._rows, self._seed_keys, self._cells, self._tokens = rows, seed_keys, cells, tokens
+
+    @classmethod
+    def pack(cls, tasks: Sequence[RowTask]) -> PackedRows:
+        width = len(tasks[0].tokens) if tasks else 0
+        if any(len(t.tokens) != width for t in tasks):
+            columns = [("whole", [t.tokens for t in tasks])]
+        else:
+            columns = [_pack_column([t.tokens[j] for t in tasks]) for j in range(width)]
+        return cls(
+            _index_array([t.row for t in tasks]),
+            _index_array([t.seed_key for t in tasks]),
+            _index_array([t.cell for t in tasks]),
+            tuple(columns),
+        )
+
+    def __reduce__(self):
+        return (PackedRows, (self._rows, self._seed_keys, self._cells, self._tokens))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        if self._tokens and self._tokens[0][0] == "whole":  # rows of unequal width
+            tokens = self._tokens[0][1][index]
+        else:
+            tokens = tuple(_read_column(column, index) for column in self._tokens)
+        return RowTask(
+            int(self._rows[index]), int(self._seed_keys[index]), int(self._cells[index]), tokens
+        )
+
+
+def _index_array(values: list[int]) -> np.ndarray:
+    """Non-negative ints in the narrowest unsigned type that holds them."""
+    return np.array(values, dtype=np.min_scalar_type(max(values, default=0)))
+
+
+def _pack_column(values: list[Any]) -> tuple[str, Any]:
+    kind = type(values[0])
+    if all(type(v) is kind for v in values):
+        if issubclass(kind, np.generic) and kind is not np.object_:
+            return ("np", np.array(values, dtype=values[0].dtype))
+        if kind is int or kind is float:
+            try:
+                return ("py", np.array(values, dtype=np.int64 if kind is int else np.float64))
+            except OverflowError:  # ints beyond 64 bits stay Python ints
+                pass
+    return ("obj", list(values))
+
+
+def _read_column(column: tuple[str, Any], index: int) -> Any:
+    kind, data = column
+    if kind == "np":
+        return data[index]
+    if kind == "py":
+        return data[index].item()
+    return data[index]
 
 
 @dataclass
