@@ -207,11 +207,7 @@ def _pack_column(values: list[Any]) -> tuple[str, Any]:
 
 def _read_column(column: tuple[str, Any], index: int) -> Any:
     kind, data = column
-    if kind == "np":
-        return data[index]
-    if kind == "py":
-        return data[index].item()
-    return data[index]
+    return data[index].item() if kind == "py" else data[index]
 
 
 @dataclass
