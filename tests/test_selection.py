@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import probpipe as pp
-from probpipe._backend import session_for
+from probpipe._session import session_for
 
 
 class RecordingBackend(pp.ExecutionBackend):

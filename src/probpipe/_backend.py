@@ -1,4 +1,4 @@
-"""The execution-backend protocol, its base class, and the core's session wrapper.
+"""The execution-backend protocol and its base class.
 
 A backend only translates "run this function on these items" to an engine.
 Everything else (ordering, chunking, seeds, retries, the error policy,
@@ -10,17 +10,18 @@ Required by the protocol (API.md section 6): ``name``, ``provenance_tag``,
 flags with defaults, so a plain class with the required members works.
 Subclassing :class:`ExecutionBackend` gives those defaults, option checking
 and documentation for free.
+
+The seam is narrow on purpose (httpx's transport, ``concurrent.futures``):
+``map`` submits and hands back one handle per item; the core turns handles
+into ``concurrent.futures.Future`` objects (see :mod:`probpipe._futures`) and
+does all waiting, ordering, retrying and cancelling itself. A backend that
+needs to wrap a whole call (Prefect: the call's flow run; Ray: the call's
+resource hints) implements ``run_call``.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import threading
-import uuid
-import weakref
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ._options import unknown_name_message
@@ -54,9 +55,10 @@ class ExecutionBackend:
         Rough seconds of overhead per engine task; auto chunking sizes chunks
         to be well above it.
     ``supports_timeout``
-        Rows run on a process's main thread, so ``timeout=`` interrupts them
-        even inside blocking calls. Without it the core still enforces
-        timeouts, cooperatively (between Python bytecodes), and says so once.
+        Rows run on a process's main thread, where ``timeout=`` can interrupt
+        them (even inside blocking calls). Without it, a call with
+        ``timeout=`` is refused before anything is dispatched: a row running
+        on a worker thread cannot be stopped safely.
     """
 
     name: ClassVar[str] = ""
@@ -101,7 +103,11 @@ class ExecutionBackend:
         """Submit ``fn(item)`` for every item; return one handle per item, in order.
 
         Must not block until the items finish. ``fn`` is a module-level
-        function (picklable by reference); items are small.
+        function (picklable by reference); items are small. A handle that is a
+        ``concurrent.futures.Future`` is waited on and cancelled directly
+        (its ``cancel`` should stop the engine's task if it can: see
+        :func:`probpipe._futures.follow`); any other handle is read with
+        :meth:`gather`, one at a time, in submission order.
         """
         raise NotImplementedError
 
@@ -109,17 +115,9 @@ class ExecutionBackend:
         """Block until ``handles`` finish; return their results in handle order.
 
         If an item failed, raise its exception (the original type where the
-        engine keeps it). The core passes one handle at a time in completion
-        order, so a failure never hides another item's result.
+        engine keeps it).
         """
         raise NotImplementedError
-
-    def as_completed(self, handles: list[Any]) -> Iterator[Any]:
-        """Yield ``handles`` as they finish (default: in the order given)."""
-        return iter(handles)
-
-    def cancel(self, handles: list[Any]) -> None:
-        """Best effort: stop items not yet started (and running ones, if possible)."""
 
     def share(self, value: Any, key: str) -> SharedRef:
         """Make ``value`` available to workers once; return a handle to ship instead.
@@ -129,21 +127,26 @@ class ExecutionBackend:
         """
         return LocalRef(value, key)
 
-    def call_scope(self, call: Any) -> contextlib.AbstractContextManager:
-        """Bracket one probpipe call; every map and gather of the call runs inside.
+    def run_call(self, call: Any, body: Callable[[Callable, int], Any]) -> Any:
+        """Run one probpipe call: ``body(submit, parallelism)``, on the calling thread.
 
-        ``call`` is the :class:`probpipe.CallInfo` (function name, rows, and the
-        call's options such as ``resources``). Prefect opens its flow run here.
-        The default does nothing.
+        ``call`` is the frozen :class:`probpipe.CallInfo` (function name, rows,
+        the call's options such as ``resources``). ``submit`` has the
+        signature of :meth:`map`; ``parallelism`` is how many items can run
+        at once for this call. Return what ``body`` returns and let its
+        exceptions through. Override to wrap the call in an engine scope
+        (the Prefect adapters run ``body`` inside the call's flow run) or to
+        submit with per-call settings; raising before ``body`` runs fails
+        the call before anything is submitted.
         """
-        return contextlib.nullcontext()
+        return body(self.map, self.parallelism())
 
     def parallelism(self) -> int:
         """How many items can run at once (workers x slots). Called after start."""
         return 1
 
     def is_worker_lost(self, exc: BaseException) -> bool:
-        """True if ``exc`` from :meth:`gather` means the item's process died."""
+        """True if ``exc``, an item's failure, means the item's process died."""
         return False
 
     def describe(self) -> dict[str, Any]:
@@ -153,120 +156,3 @@ class ExecutionBackend:
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"<{type(self).__name__} {self.name!r} {opts}>"
-
-
-# ---------------------------------------------------------------------------
-# The core's view of a backend: lifecycle, capabilities, shared-value cache.
-# ---------------------------------------------------------------------------
-
-_SHARE_THRESHOLD = 1 << 20  # values above ~1 MB are shared separately
-_SHARE_CACHE_SIZE = 32
-
-
-class Session:
-    """Wraps any backend object: starts it once, stops it once, fills in defaults."""
-
-    def __init__(self, backend: Any):
-        self.backend = backend
-        self.started = False
-        self._lock = threading.RLock()
-        self._shared: OrderedDict[str, SharedRef] = OrderedDict()
-
-    # capability flags, with the protocol's defaults for plain classes
-    def flag(self, name: str) -> Any:
-        return getattr(self.backend, name, getattr(ExecutionBackend, name))
-
-    def method(self, name: str) -> Any:
-        own = getattr(self.backend, name, None)
-        if own is not None:
-            return own
-        return getattr(ExecutionBackend, name).__get__(self.backend)
-
-    def ensure_started(self) -> None:
-        with self._lock:
-            if not self.started:
-                self.backend.__enter__()
-                self.started = True
-                _live_sessions.add(self)
-                # atexit runs handlers last-in first-out: re-registering after
-                # the engine has started (and registered its own handlers)
-                # makes our orderly stop run before the engine's teardown.
-                atexit.unregister(close_all_sessions)
-                atexit.register(close_all_sessions)
-
-    def close(self) -> None:
-        """Stop the backend if it was started; safe to call twice."""
-        with self._lock:
-            self._shared.clear()
-            if self.started:
-                self.started = False
-                _live_sessions.discard(self)
-                self.backend.__exit__(None, None, None)
-
-    def share(self, value: Any, key: str) -> SharedRef:
-        """The backend's handle for ``value``, reused while content ``key`` is cached."""
-        with self._lock:
-            if key in self._shared:
-                self._shared.move_to_end(key)
-                return self._shared[key]
-        ref = self.method("share")(value, key)
-        with self._lock:
-            self._shared[key] = ref
-            while len(self._shared) > _SHARE_CACHE_SIZE:
-                self._shared.popitem(last=False)
-        return ref
-
-
-_sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
-_sessions_by_id: dict[int, Session] = {}
-_live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-_sessions_lock = threading.Lock()
-
-
-def session_for(backend: Any) -> Session:
-    """The one session of a backend object (created on first use)."""
-    with _sessions_lock:
-        try:
-            session = _sessions.get(backend)
-        except TypeError:  # not weak-referenceable
-            session = _sessions_by_id.get(id(backend))
-        if session is None:
-            session = Session(backend)
-            try:
-                _sessions[backend] = session
-            except TypeError:
-                _sessions_by_id[id(backend)] = session
-        return session
-
-
-def close_all_sessions() -> None:
-    """Stop every started backend (registered with atexit)."""
-    for session in list(_live_sessions):
-        with contextlib.suppress(Exception):
-            session.close()
-
-
-atexit.register(close_all_sessions)
-
-
-def new_call_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def big_enough_to_share(value: Any) -> bool:
-    """Whether a constant is worth a separate shared handle (arrays above ~1 MB)."""
-    nbytes = getattr(value, "nbytes", None)
-    if isinstance(nbytes, int):
-        return nbytes >= _SHARE_THRESHOLD
-    from ._record import Record
-
-    if isinstance(value, Record):
-        return sum(getattr(value[f], "nbytes", 0) for f in value.fields) >= _SHARE_THRESHOLD
-    if isinstance(value, (bytes, bytearray)):
-        return len(value) >= _SHARE_THRESHOLD
-    return False
-
-
-def iter_chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -21,10 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ._distributions import Distribution
-from ._worker import INPUT_STREAM, CallSpec, RowTask, _set_slot
+from ._seeds import fresh_seed, input_rng
+from ._worker import CallSpec, RowTask, _set_slot
 
 
 class Sweep:
@@ -168,7 +167,7 @@ def plan_call(
 
     seed_given = seed is not None
     if seed is None:
-        seed = int(np.random.SeedSequence().entropy)
+        seed = fresh_seed()
 
     # Draw each distinct root once: the same object twice, or two co-sampled
     # views of one bootstrap, share a draw; equal but distinct objects do not.
@@ -184,10 +183,7 @@ def plan_call(
         spec_dist_slots.append((slot, root_index[id(root)], dist._materializer()))
     shared, tokens = [], []
     for k, root in enumerate(roots):
-        rng = np.random.default_rng(
-            np.random.SeedSequence(entropy=seed, spawn_key=(INPUT_STREAM, k))
-        )
-        root_shared, root_tokens = root._draw(n, rng)
+        root_shared, root_tokens = root._draw(n, input_rng(seed, k))
         shared.append(root_shared)
         tokens.append(root_tokens)
 

@@ -102,7 +102,7 @@ class ProgressBar:
     """The observer plugin that draws one tqdm bar per call (rows done of total)."""
 
     def __init__(self) -> None:
-        self._bars: dict[str, tuple[Any, set[int]]] = {}
+        self._bars: dict[str, tuple[Any, set[int], set[int]]] = {}
         self._lock = threading.Lock()
 
     @hookimpl
@@ -122,7 +122,7 @@ class ProgressBar:
             **_screen(sys.stderr),
         )
         with self._lock:
-            self._bars[call.call_id] = (bar, set())
+            self._bars[call.call_id] = (bar, set(), set())
 
     @hookimpl
     def probpipe_rows_finished(self, call, rows, failed):
@@ -130,12 +130,14 @@ class ProgressBar:
             entry = self._bars.get(call.call_id)
             if entry is None:
                 return
-            bar, seen = entry
+            bar, seen, failing = entry
             new = [row for row in rows if row not in seen]  # a retried row counts once
             seen.update(new)
+            failing.difference_update(rows)  # a retry that succeeded
+            failing.update(failed)
             bar.update(len(new))
-            if call.rows_failed:
-                bar.set_postfix(failed=call.rows_failed, refresh=False)
+            if failing:
+                bar.set_postfix(failed=len(failing), refresh=False)
 
     @hookimpl
     def probpipe_map_finished(self, call, n_failed, error):

@@ -81,12 +81,6 @@ class _Registry:
             if pm.is_registered(module):
                 continue
             pm.register(module, name=source)
-        # Running from a source tree without an install: the shipped backends
-        # still register through the same hook.
-        from . import backends as shipped
-
-        if not pm.is_registered(shipped):
-            pm.register(shipped, name="probpipe (built in)")
         from ._progress import ProgressBar
 
         pm.register(ProgressBar(), name="probpipe.progress")

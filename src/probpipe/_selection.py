@@ -17,8 +17,8 @@ import os
 import threading
 from typing import Any
 
-from ._backend import session_for
 from ._registry import BackendInfo, registry
+from ._session import session_for
 
 ENV_VAR = "PROBPIPE_BACKEND"
 DEFAULT_BACKEND = "sequential"

@@ -14,7 +14,6 @@ the engine only ever sees a chunk fail when the worker itself is lost.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import inspect
 import pickle
 import signal
@@ -30,17 +29,7 @@ import numpy as np
 
 from ._errors import RemoteRowError, RowTimeoutError
 from ._progress import send_beacon
-
-# Spawn key of row ``i``'s generator is ``(i,)``; streams that draw the
-# broadcast inputs use two-element keys ``(INPUT_STREAM, k)`` so they can never
-# collide with a row's.
-INPUT_STREAM = 0x5EED
-
-
-def row_rng(seed: int, seed_key: int) -> np.random.Generator:
-    """The generator row ``seed_key`` receives as ``rng``: a pure function of (seed, row)."""
-    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(seed_key,)))
-
+from ._seeds import row_rng
 
 # ---------------------------------------------------------------------------
 # Shared values
@@ -314,11 +303,12 @@ def _portable(exc: BaseException) -> BaseException:
 def row_deadline(seconds: float | None):
     """Raise RowTimeoutError in this thread if the block runs longer than ``seconds``.
 
-    On a process's main thread (Ray workers, sequential) a SIGALRM timer
-    interrupts the row even inside ``time.sleep`` or a blocking read. On
-    other threads (Dask, Prefect's thread pool) a watchdog raises the error
-    asynchronously, which takes effect at the row's next Python bytecode: a
-    row blocked inside a C call finishes that call first.
+    Only on a process's main thread (Ray workers, sequential), where a
+    SIGALRM timer interrupts the row even inside ``time.sleep`` or a blocking
+    read. Elsewhere a row cannot be stopped safely (an exception injected
+    into a thread can land anywhere, even in the engine's own code), so the
+    core refuses ``timeout=`` on backends without ``supports_timeout``; a
+    backend that claims it but runs a row off the main thread gets an error.
     """
     if seconds is None:
         yield
@@ -336,45 +326,31 @@ def row_deadline(seconds: float | None):
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
         return
-    target = threading.get_ident()
-    lock = threading.Lock()
-    state = {"finished": False, "fired": False}
-    stop = threading.Event()
+    raise RuntimeError(
+        "timeout= needs the row to run on a process's main thread, and this worker runs "
+        f"it on thread {threading.current_thread().name!r}; the backend should not claim "
+        "supports_timeout"
+    )
 
-    def watch():
-        if stop.wait(seconds):
-            return
-        with lock:
-            if not state["finished"]:
-                state["fired"] = True
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(target), ctypes.py_object(RowTimeoutError)
-                )
 
-    watcher = threading.Thread(target=watch, name="probpipe-row-timeout", daemon=True)
-    watcher.start()
+def pickle_error(value: Any) -> Exception | None:
+    """Why ``value`` cannot be pickled (as the engines will), or None if it can.
+
+    Out-of-band buffers are not copied, so large arrays cost nothing here.
+    """
+    import cloudpickle
+
     try:
-        yield
-    finally:
-        with lock:
-            state["finished"] = True
-            if state["fired"]:
-                # Cancel the pending error if the row returned before it landed.
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
-        stop.set()
-        watcher.join()
-        if state["fired"]:
-            raise RowTimeoutError()
+        cloudpickle.dumps(value, protocol=5, buffer_callback=lambda buffer: None)
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _check_sendable(value: Any, row: int) -> None:
     """Fail this row (not its whole chunk) if its value cannot travel back."""
-    import cloudpickle
-
-    try:
-        # Out-of-band buffers are not copied: large arrays cost nothing here.
-        cloudpickle.dumps(value, protocol=5, buffer_callback=lambda buffer: None)
-    except Exception as exc:
+    exc = pickle_error(value)
+    if exc is not None:
         raise TypeError(
             f"row {row} returned a {type(value).__name__} that cannot be pickled, so it "
             f"cannot be sent back from the worker: {type(exc).__name__}: {exc}"

@@ -7,15 +7,13 @@ import inspect
 import types
 from typing import Any
 
-import numpy as np
-
+from ._call import execute
 from ._checkpoint import Checkpoint, call_fingerprint, func_identity, recorded_seed
-from ._engine import execute
 from ._options import DEFAULTS, validate_options
 from ._plan import Sweep, bind, plan_call
 from ._provenance import fingerprint
+from ._seeds import fresh_seed, row_rng
 from ._selection import resolve_backend
-from ._worker import row_rng
 
 RNG_PARAMETER = "rng"
 
@@ -80,7 +78,7 @@ class WorkflowFunction:
             if self.rng_param is not None:
                 seed = self.options["seed"]
                 if seed is None:
-                    seed = int(np.random.SeedSequence().entropy)
+                    seed = fresh_seed()
                 arguments[self.rng_param] = row_rng(seed, 0)
             bound = inspect.BoundArguments(self.signature, arguments)
             return self.func(*bound.args, **bound.kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from .._backend import ExecutionBackend
@@ -29,7 +30,11 @@ class SequentialBackend(ExecutionBackend):
     ships_to_processes = False
     default_chunksize = 1
     task_overhead = 1e-6
-    supports_timeout = True  # rows run on the calling (usually main) thread
+
+    @property
+    def supports_timeout(self) -> bool:
+        """Rows run on the calling thread: a timeout can stop them only on the main one."""
+        return threading.current_thread() is threading.main_thread()
 
     def map(self, fn, items):
         return [_Deferred(fn, item) for item in items]

@@ -177,3 +177,40 @@ def is_worker_lost(exc: BaseException) -> bool:
     from distributed.scheduler import KilledWorker
 
     return isinstance(exc, (KilledWorker, FutureCancelledError))
+
+
+# -- Prefect on a Dask cluster probpipe holds --------------------------------------------
+
+
+def prefect_client_class() -> type:
+    """``PrefectDaskClient`` that never deduplicates submissions (each chunk is new work)."""
+    from prefect_dask.client import PrefectDaskClient
+
+    class UniqueKeyPrefectDaskClient(PrefectDaskClient):
+        def submit(self, func, *args, **kwargs):
+            kwargs["pure"] = False
+            return super().submit(func, *args, **kwargs)
+
+    return UniqueKeyPrefectDaskClient
+
+
+def prefect_runner_on(client: Any) -> Any:
+    """A ``DaskTaskRunner`` on ``client``: no cluster or client per flow run."""
+    from prefect_dask import DaskTaskRunner
+
+    class SharedClientDaskTaskRunner(DaskTaskRunner):
+        def __init__(self, client: Any, address: str | None = None):
+            super().__init__(address=address or client.scheduler.address)
+            self._client = client
+
+        def duplicate(self):
+            # In a worker (the client stayed behind) this is a plain runner
+            # on the same scheduler, which Prefect creates but never uses.
+            return type(self)(self._client, self.address)
+
+        def __getstate__(self):
+            # Prefect pickles the flow, runner included, into each task's
+            # context; the client stays here.
+            return {**self.__dict__, "_client": None}
+
+    return SharedClientDaskTaskRunner(client)

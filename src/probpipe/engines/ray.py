@@ -30,6 +30,7 @@ import threading
 from typing import Any
 
 from .._errors import BackendConnectionError
+from .._futures import TaskFuture, follow
 from .._worker import SharedRef
 from ._logs import engine_log_level, quiet_this_process, worker_env
 
@@ -243,11 +244,46 @@ def owns_cluster() -> bool:
     return _mode == "started"
 
 
-def parallelism() -> int:
-    """CPUs in the cluster (at least 1)."""
+def parallelism(hints: dict[str, Any] | None = None) -> int:
+    """Tasks with these resource hints that fit at once: the cluster's CPUs over
+    the CPUs each task takes (at least 1)."""
     import ray
 
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    per_task = (hints or {}).get("num_cpus")
+    return max(1, int(cpus // per_task)) if per_task else cpus
+
+
+def task_future(ref: Any) -> TaskFuture:
+    """A future for one Ray task; ``cancel()`` stops it even while it runs.
+
+    ``force=True`` ends the task's worker process: without it a running task
+    only gets a KeyboardInterrupt, which a row blocked in C code (or one that
+    swallows it) never sees, so fail fast, timeouts and Ctrl-C would wait.
+    """
+    done = ref.future()
+    return follow(done.add_done_callback, done.result, stop=lambda: stop(ref))
+
+
+def stop(ref: Any) -> None:
+    """Stop a Ray task, even a running one (``force=True`` ends its worker process)."""
+    import ray
+
+    ray.cancel(ref, force=True)
+
+
+def call_hints(base: dict[str, Any], call: Any) -> dict[str, Any]:
+    """The resource hints of one call's tasks: the backend's, then the function's own.
+
+    The function's ``resources=`` option wins. Hints no node can meet are
+    refused here, before anything is submitted: Ray would accept such a task
+    and wait for a node forever.
+    """
+    func = f"{call.func}()"
+    own = check_resource_hints(call.options.get("resources") or {}, f"resources of {func}")
+    hints = merge_resource_hints(base, own)
+    check_feasible(hints, func, call.backend)
+    return hints
 
 
 def _describe(address: Any) -> str:

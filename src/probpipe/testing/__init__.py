@@ -11,16 +11,16 @@ yours with two lines::
         backend_options = {}          # passed to use_backend / the constructor
 
 The backend is started once per test session (shared by every test that asks
-for the same name and options) and stopped when the session ends. The plugin
-is registered with pytest through the ``pytest11`` entry point, so nothing
-else needs configuring.
+for the same name and options) and stopped when the session ends, by this
+module's pytest hook. The plugin is opt-in, so it never loads into anyone
+else's pytest runs: enable it with ``-p probpipe.testing`` (say, in
+``addopts``) or ``pytest_plugins = ["probpipe.testing"]`` in a conftest.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
 from typing import Any
 
 import numpy as np
@@ -28,9 +28,9 @@ import pytest
 
 import probpipe as pp
 
-from .._backend import session_for
 from .._provenance import json_safe
 from .._selection import create_backend
+from .._session import session_for
 from .._worker import run_item
 from . import _rows
 
@@ -226,17 +226,29 @@ class BackendConformance:
         ran = len(list(tmp_path.iterdir()))
         assert ran < n - 4, f"{ran} of {n - 1} rows ran after row 0 had failed"
 
+    def test_timeout_refused_where_rows_cannot_be_stopped(self, backend):
+        if session_for(backend).flag("supports_timeout"):
+            pytest.skip("this backend stops rows that run too long")
+        counter = _CountMaps()
+        pp.register_plugin(counter)
+        try:
+            with pytest.raises(ValueError, match=f"timeout=1.0 .*{backend.name}"):
+                self.run_on(backend, _rows.spin_on, kwargs={"x": pp.sweep(range(2))}, timeout=1.0)
+        finally:
+            pp.unregister_plugin(counter)
+        assert counter.started == 0
+
     def test_timeout_stops_a_runaway_row_and_keeps_the_others(self, backend):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # "cooperative" notice
-            got = self.run_on(
-                backend,
-                _rows.spin_on,
-                kwargs={"x": pp.sweep(range(4)), "bad": (2,)},
-                timeout=1.0,
-                on_error="collect",
-                chunksize=2,
-            )
+        if not session_for(backend).flag("supports_timeout"):
+            pytest.skip("this backend cannot stop a running row (timeout= is refused)")
+        got = self.run_on(
+            backend,
+            _rows.spin_on,
+            kwargs={"x": pp.sweep(range(4)), "bad": (2,)},
+            timeout=1.0,
+            on_error="collect",
+            chunksize=2,
+        )
         want = self.run_on("sequential", _rows.spin_on, kwargs={"x": pp.sweep(range(4))})
         assert got[2] is None
         assert [got[i] for i in (0, 1, 3)] == [want[i] for i in (0, 1, 3)]
@@ -245,7 +257,7 @@ class BackendConformance:
 
     def test_timeout_interrupts_a_blocking_call_where_supported(self, backend):
         if not session_for(backend).flag("supports_timeout"):
-            pytest.skip("this backend enforces timeouts between Python bytecodes only")
+            pytest.skip("this backend cannot stop a running row (timeout= is refused)")
         start = time.monotonic()
         with pytest.raises(pp.RowTimeoutError, match="row 1"):
             self.run_on(
@@ -293,21 +305,25 @@ class BackendConformance:
         assert "row 4 returned a" in failure["message"]
 
     # -- protocol --------------------------------------------------------------
-    def test_empty_map_and_gather(self, backend):
+    def test_empty_call_submits_nothing(self, backend):
         session = session_for(backend)
         session.ensure_started()
         call = pp.CallInfo(
             call_id="empty", func="empty", backend=backend.name, n_rows=0, n_cells=0, options={}
         )
-        with session.method("call_scope")(call):
-            assert list(session.method("map")(run_item, [])) == []
-            assert list(session.method("gather")([])) == []
+
+        def body(submit, parallelism):
+            assert isinstance(parallelism, int) and parallelism >= 1
+            return list(submit(run_item, []))
+
+        assert session.run_call(call, body) == []
+        assert list(backend.gather([])) == []
 
     def test_provenance_records_backend(self, backend):
         got, _ = self.run(backend, _rows.noisy_value, pp.Normal(0, 1))
         meta = got.provenance.metadata
         assert meta["orchestrate"] == backend.provenance_tag
         assert meta["backend"] == backend.name
-        assert meta["backend_options"] == json_safe(session_for(backend).method("describe")())
+        assert meta["backend_options"] == json_safe(session_for(backend).describe())
         assert meta["n_rows"] == self.n
         json.dumps(got.provenance.to_dict())

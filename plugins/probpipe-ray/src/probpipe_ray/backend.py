@@ -1,8 +1,9 @@
 """The native Ray backend: one Ray task per chunk of rows.
 
 It only translates. The core (chunking, seeds, order, retries, the error
-policy) calls ``map``/``gather``/``as_completed``/``cancel``; this module
-turns those into ``f.remote``, ``ray.get``, ``ray.wait`` and ``ray.cancel``.
+policy) calls ``run_call`` and the ``submit`` it passes on; this module turns
+those into ``f.remote`` and hands back each task's future
+(:func:`probpipe.engines.ray.task_future`: ``cancel`` is ``ray.cancel(force=True)``).
 The Ray connection itself is the process-wide one of
 :mod:`probpipe.engines.ray`, shared with the Prefect-Ray adapter (Ray allows
 one connection per process).
@@ -17,18 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import probpipe
 from probpipe.engines import ray as ray_engine
-from probpipe.engines.ray import (
-    HINT_KEYS,
-    check_feasible,
-    check_resource_hints,
-    merge_resource_hints,
-)
+from probpipe.engines.ray import HINT_KEYS, check_resource_hints
 
 
 class RayBackend(probpipe.ExecutionBackend):
@@ -61,7 +55,6 @@ class RayBackend(probpipe.ExecutionBackend):
     def __init__(self, **options: Any):
         super().__init__(**options)  # checks names, then validate_options()
         self._remotes: dict[tuple, Any] = {}  # (fn, hints) -> ray.remote function
-        self._local = threading.local()  # .hints: those of the call in this thread
         self._connected = False
 
     def validate_options(self) -> None:
@@ -91,34 +84,19 @@ class RayBackend(probpipe.ExecutionBackend):
             # attached cluster is only disconnected. Never `ray stop`.
             ray_engine.release()
 
-    # -- per call -------------------------------------------------------------
-    @contextlib.contextmanager
-    def call_scope(self, call: Any) -> Iterator[None]:
-        """Use the call's resource hints for its tasks; refuse hints no node can meet.
-
-        Raising here happens before the core submits anything.
-        """
-        options = getattr(call, "options", None) or {}
-        func = f"{getattr(call, 'func', '?')}()"
-        own = check_resource_hints(options.get("resources") or {}, f"resources of {func}")
-        hints = merge_resource_hints(self._hints, own)
-        check_feasible(hints, func)
-        previous = getattr(self._local, "hints", None)
-        self._local.hints = hints
-        try:
-            yield
-        finally:
-            self._local.hints = previous
-
-    def _current_hints(self) -> dict[str, Any]:
-        hints = getattr(self._local, "hints", None)
-        return self._hints if hints is None else hints
-
     # -- the narrow interface ------------------------------------------------
+    def run_call(self, call: Any, body: Any) -> Any:
+        """Submit the call's tasks with its resource hints (refused if no node meets them)."""
+        hints = ray_engine.call_hints(self._hints, call)
+        return body(lambda fn, items: self._submit(fn, items, hints), ray_engine.parallelism(hints))
+
     def map(self, fn: Any, items: list[Any]) -> list[Any]:
-        """One task per item; returns the ObjectRefs without waiting."""
-        remote = self._remote_function(fn, self._current_hints())
-        return [remote.remote(item) for item in items]
+        """One task per item, with the backend's own hints; futures, without waiting."""
+        return self._submit(fn, items, self._hints)
+
+    def _submit(self, fn: Any, items: list[Any], hints: dict[str, Any]) -> list[Any]:
+        remote = self._remote_function(fn, hints)
+        return [ray_engine.task_future(remote.remote(item)) for item in items]
 
     def _remote_function(self, fn: Any, hints: dict[str, Any]) -> Any:
         """``ray.remote(fn)`` with these hints, built once and reused for every item."""
@@ -135,42 +113,14 @@ class RayBackend(probpipe.ExecutionBackend):
     def gather(self, handles: list[Any]) -> list[Any]:
         """Results in handle order. A failed task raises Ray's ``RayTaskError``,
         which is also an instance of the original exception type."""
-        import ray
-
-        return ray.get(list(handles))
-
-    def as_completed(self, handles: list[Any]) -> Iterator[Any]:
-        import ray
-
-        # ray.wait may hand back new ObjectRef objects for the same ids (it
-        # does for ray.put refs); the core tracks its handles by identity.
-        originals = {handle: handle for handle in handles}
-        pending = list(handles)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                yield originals[ref]
-
-    def cancel(self, handles: list[Any]) -> None:
-        """Best effort. ``force=True`` also stops a running task (by ending its
-        worker process): a row stuck in C code or swallowing KeyboardInterrupt
-        would otherwise outlive its timeout."""
-        import ray
-
-        for handle in handles:
-            with contextlib.suppress(Exception):  # finished or already gone
-                ray.cancel(handle, force=True)
+        return [future.result() for future in handles]
 
     def share(self, value: Any, key: str) -> Any:
         return ray_engine.put(value, key)
 
     def parallelism(self) -> int:
         """Tasks that fit at once: the cluster's CPUs over the CPUs each task takes."""
-        cpus = ray_engine.parallelism()
-        per_task = self._current_hints().get("num_cpus")
-        if per_task:
-            return max(1, int(cpus // per_task))
-        return cpus
+        return ray_engine.parallelism(self._hints)
 
     def is_worker_lost(self, exc: BaseException) -> bool:
         return ray_engine.is_worker_lost(exc)

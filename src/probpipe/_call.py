@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import platform
 import time
-import warnings
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from ._backend import Session, big_enough_to_share, new_call_id, session_for
 from ._dispatch import CallInfo, Dispatch
 from ._plan import CallPlan
 from ._progress import RowBeacon, wants_beacon
@@ -37,6 +35,8 @@ from ._provenance import (
     provenance_config,
 )
 from ._results import SweepResult, assemble
+from ._session import Session, big_enough_to_share, new_call_id, session_for
+from ._worker import pickle_error
 
 
 def func_name(func: Any) -> str:
@@ -49,17 +49,6 @@ def func_name(func: Any) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _pickle_error(obj: Any) -> Exception | None:
-    import cloudpickle
-
-    try:
-        # Out-of-band buffers are not copied, so large arrays cost nothing here.
-        cloudpickle.dumps(obj, protocol=5, buffer_callback=lambda buf: None)
-    except Exception as exc:
-        return exc
-    return None
-
-
 def check_picklable(plan: CallPlan, fname: str, backend_name: str) -> None:
     """Raise TypeError naming the first argument that cannot be shipped."""
     spec = plan.spec
@@ -67,7 +56,7 @@ def check_picklable(plan: CallPlan, fname: str, backend_name: str) -> None:
         "Make it picklable (module-level functions and classes; no open files, locks, "
         "sockets or live connections) or run on backend 'sequential'."
     )
-    exc = _pickle_error(spec.func)
+    exc = pickle_error(spec.func)
     if exc is not None:
         raise TypeError(
             f"function {fname}() cannot be pickled, so backend {backend_name!r} cannot "
@@ -84,7 +73,7 @@ def check_picklable(plan: CallPlan, fname: str, backend_name: str) -> None:
         for name, value in zip(plan.sweep_args, cell):
             candidates.append((name, value))
     for name, value in candidates:
-        exc = _pickle_error(value)
+        exc = pickle_error(value)
         if exc is not None:
             raise TypeError(
                 f"argument {name!r} of {fname}() cannot be pickled, so backend "
@@ -149,6 +138,13 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     fp = _Fingerprints()
     parents = _parents(plan, fp, mode)
 
+    if options["timeout"] is not None and not session.flag("supports_timeout"):
+        raise ValueError(
+            f"timeout={options['timeout']!r} of {short_name}(): backend {backend_name!r} runs "
+            "rows on worker threads, where a running row cannot be stopped safely. Use a "
+            "backend that runs rows on a process's main thread (sequential, ray, "
+            "prefect-ray), or drop timeout= and bound the work inside the function."
+        )
     hook = registry.plugin_manager.hook
     info = CallInfo(
         call_id=new_call_id(),
@@ -156,13 +152,11 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         backend=backend_name,
         n_rows=plan.n_rows,
         n_cells=len(plan.cell_coords),
-        options=dict(options),
+        options=options,
     )
     plan.spec.call_id = info.call_id
     plan.spec.portable_errors = ships
     plan.spec.timeout = options["timeout"]
-    if options["timeout"] is not None and not session.flag("supports_timeout"):
-        _warn_cooperative_timeout(backend_name)
     restored = plan.checkpoint.open() if plan.checkpoint is not None else {}
     beacon = None
     if wants_beacon(options):
@@ -173,9 +167,8 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
 
     session.ensure_started()
     refs = _share_large_values(plan, session, fp) if ships else []
-    spec_ref = session.method("share")(plan.spec, f"call:{info.call_id}")
+    spec_ref = session.share_once(plan.spec, f"call:{info.call_id}")
     dispatch = Dispatch(
-        session,
         spec_ref,
         (*refs, spec_ref),
         [t for t in plan.tasks if t.row not in restored],
@@ -184,9 +177,9 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         retries=options["retries"],
         info=info,
         hook=hook,
-        fname=short_name,
-        backend_name=backend_name,
         n_rows=plan.n_rows,
+        task_overhead=float(session.flag("task_overhead")),
+        is_worker_lost=session.is_worker_lost,
         on_success=plan.checkpoint.write if plan.checkpoint is not None else None,
     )
     for row, value in restored.items():
@@ -194,21 +187,26 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         dispatch.done[row] = True
     hook.probpipe_map_started(call=info)
     if restored:
-        info.rows_done += len(restored)
         hook.probpipe_rows_finished(call=info, rows=sorted(restored), failed=[])
+
+    def body(submit: Any, parallelism: int) -> None:
+        dispatch.run(submit, parallelism)
+        if options["on_error"] == "raise" and dispatch.failures:
+            # Raised inside the backend's scope, so the engine records the
+            # call as failed (Prefect: a Failed flow run).
+            raise _lowest_failure(dispatch, plan, short_name, backend_name)
+
     error: BaseException | None = None
     try:
-        with session.method("call_scope")(info):
-            dispatch.run()
-            if options["on_error"] == "raise" and dispatch.failures:
-                # Raised inside the scope, so the engine records the call as
-                # failed (Prefect: a Failed flow run).
-                raise _lowest_failure(dispatch, plan, short_name, backend_name)
+        session.run_call(info, body)
     except KeyboardInterrupt as exc:
-        # Ctrl-C: outstanding work was cancelled; stop everything this
-        # backend started too. The next call starts it again.
+        # Ctrl-C: outstanding work was cancelled. A backend whose rows run in
+        # other processes is stopped too (a running row may ignore the
+        # cancel); the next call starts it again. Rows on threads of this
+        # process cannot be stopped, so closing would only wait for them.
         error = exc
-        session.close()
+        if ships:
+            session.close()
         raise
     except BaseException as exc:
         error = exc
@@ -222,7 +220,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     metadata = {
         "orchestrate": session.flag("provenance_tag"),
         "backend": backend_name,
-        "backend_options": _describe(session),
+        "backend_options": session.describe(),
         "func": fname,
         "n_samples": options["n_broadcast_samples"],
         "n_rows": plan.n_rows,
@@ -266,30 +264,6 @@ def _lowest_failure(dispatch: Dispatch, plan: CallPlan, fname: str, backend: str
     if hasattr(exc, "add_note"):
         exc.add_note(note)
     return exc
-
-
-_warned_timeout: set[str] = set()
-
-
-def _warn_cooperative_timeout(backend_name: str) -> None:
-    if backend_name in _warned_timeout:
-        return
-    _warned_timeout.add(backend_name)
-    warnings.warn(
-        f"backend {backend_name!r} runs rows on worker threads, where timeout= can stop a "
-        "row only while it runs Python code: a row blocked inside a C extension call or "
-        "time.sleep finishes that call first. Backends that run rows on a process's main "
-        "thread (sequential, ray, prefect-ray) interrupt those too.",
-        RuntimeWarning,
-        stacklevel=4,
-    )
-
-
-def _describe(session: Session) -> Any:
-    try:
-        return session.method("describe")()
-    except Exception as exc:  # provenance must not fail a finished call
-        return {"describe_error": repr(exc)}
 
 
 def _versions() -> dict[str, str]:
