@@ -114,8 +114,7 @@ def test_parallelism_counts_tasks_that_fit(ray_backend):
     cpus = int(ray.cluster_resources()["CPU"])
     hungry = {"resources": {"num_cpus": cpus}}
     call = pp.CallInfo(call_id="t", func="f", backend="ray", n_rows=1, n_cells=1, options=hungry)
-    with ray_backend.call_scope(call):
-        assert ray_backend.parallelism() == 1
+    assert ray_backend.run_call(call, lambda submit, parallelism: parallelism) == 1
     assert ray_backend.parallelism() == cpus
     f = pp.WorkflowFunction(ray_rows.noisy, n_broadcast_samples=6, seed=2)
     got = f.with_options(backend=ray_backend, resources={"num_cpus": cpus})(pp.Normal(0, 1))
