@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._dispatch import CallInfo, Dispatch
+from ._dispatch import CallInfo, CallSummary, Dispatch
 from ._plan import CallPlan
 from ._progress import RowBeacon, wants_beacon
 from ._provenance import (
@@ -189,12 +189,13 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     if restored:
         hook.probpipe_rows_finished(call=info, rows=sorted(restored), failed=[])
 
-    def body(submit: Any, parallelism: int) -> None:
+    def body(submit: Any, parallelism: int) -> CallSummary:
         dispatch.run(submit, parallelism)
         if options["on_error"] == "raise" and dispatch.failures:
             # Raised inside the backend's scope, so the engine records the
             # call as failed (Prefect: a Failed flow run).
             raise _lowest_failure(dispatch, plan, short_name, backend_name)
+        return dispatch.summary(plan.seed, len(restored))
 
     error: BaseException | None = None
     try:

@@ -345,6 +345,65 @@ class Dispatch:
         if rows:
             self.hook.probpipe_rows_finished(call=self.info, rows=rows, failed=failed)
 
+    def summary(self, seed: int | None, n_restored: int) -> CallSummary:
+        failures = tuple(
+            (f.row, type(f.exception).__name__, str(f.exception))
+            for f in sorted(self.failures.values(), key=lambda f: f.row)
+        )
+        return CallSummary(
+            self.info.func,
+            self.info.backend,
+            seed,
+            len(self.done),
+            self.n_chunks,
+            self.resolved_chunksize,
+            n_restored,
+            failures,
+        )
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """What a finished call did, for engines that show calls (Prefect's final state, artifact)."""
+
+    func: str
+    backend: str
+    seed: int | None
+    n_rows: int
+    n_chunks: int
+    chunksize: int | None
+    n_restored: int
+    failures: tuple[tuple[int, str, str], ...]  # (row, exception type, message), by row
+
+    def headline(self) -> str:
+        """One line: all rows done, or how many failed and the first failure."""
+        if not self.failures:
+            return f"{self.n_rows} rows of {self.func}() done on {self.backend!r}"
+        row, kind, message = self.failures[0]
+        first = f"{kind}: {message}".strip().rstrip(":")
+        if len(first) > 160:
+            first = first[:157] + "..."
+        return f"{len(self.failures)} of {self.n_rows} rows failed: {first} (row {row})"
+
+    def markdown(self) -> str:
+        """A small table of the call and its failures by row."""
+        lines = [
+            f"### probpipe call of `{self.func}()`",
+            "",
+            "| backend | seed | rows | chunks | chunksize | restored | failed |",
+            "|---|---|---|---|---|---|---|",
+            f"| {self.backend} | {self.seed} | {self.n_rows} | {self.n_chunks} "
+            f"| {self.chunksize} | {self.n_restored} | {len(self.failures)} |",
+        ]
+        if self.failures:
+            lines += ["", "| row | exception | message |", "|---|---|---|"]
+            for row, kind, message in self.failures[:50]:
+                text = message.replace("|", "\\|").replace("\n", " ")[:200]
+                lines.append(f"| {row} | {kind} | {text} |")
+            if len(self.failures) > 50:
+                lines.append(f"| ... | {len(self.failures) - 50} more | |")
+        return "\n".join(lines)
+
 
 def _format_tb(exc: BaseException) -> str:
     import traceback

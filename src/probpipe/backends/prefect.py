@@ -27,6 +27,7 @@ from .._options import check_positive_int
 from ..engines import dask as dask_engine
 from ..engines import prefect as prefect_engine
 from ..engines import ray as ray_engine
+from ..engines._logs import own_run, quiet_this_process
 
 
 class _RunsHereOnly:
@@ -64,7 +65,7 @@ class _PrefectBackend(ExecutionBackend):
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self):
         # Quiet before any engine (and with it prefect) is imported.
-        prefect_engine.quiet_this_process()
+        quiet_this_process()
         # The engine first: a wrong address fails fast, before the API starts.
         self._start_engine()
         try:
@@ -91,25 +92,48 @@ class _PrefectBackend(ExecutionBackend):
 
     # -- per call ------------------------------------------------------------
     def run_call(self, call, body):
+        """Run the core's loop as the body of the call's flow run, on this thread.
+
+        Inside the user's own flow this is a subflow run of it. The flow run
+        ends Completed (its message says how many rows failed, if any),
+        Failed with the call's exception, or Cancelled on Ctrl-C, with the
+        task runs that never finished Cancelled too.
+        """
         from prefect import flow, task
         from prefect.cache_policies import NO_CACHE
 
         hints = self._call_hints(call)
         name = call.func
+        tasks: dict[Any, Any] = {}  # one Prefect task per function the core maps
 
         def submit(fn: Any, items: list[Any]) -> list[TaskFuture]:
-            chunk_task = task(
-                fn,
-                name=name,
-                task_run_name=name + "[{item.label}]",  # the rows each task run carries
-                cache_policy=NO_CACHE,
-                persist_result=False,
-                retries=0,  # the core decides about retries
-            )
-            return [self._follow(future) for future in self._map(chunk_task, items, hints)]
+            if fn not in tasks:
+                tasks[fn] = task(
+                    fn,
+                    name=name,
+                    task_run_name=name + "[{item.label}]",  # the rows each task run carries
+                    cache_policy=NO_CACHE,
+                    persist_result=False,
+                    retries=0,  # the core decides about retries
+                )
+            return [self._follow(future) for future in self._map(tasks[fn], items, hints)]
+
+        outcome: dict[str, Any] = {}
 
         def flow_body() -> Any:
-            return body(submit, self._parallelism(hints))
+            from prefect.artifacts import create_markdown_artifact
+            from prefect.states import Cancelled, Completed
+
+            try:
+                summary = outcome["summary"] = body(submit, self._parallelism(hints))
+            except KeyboardInterrupt:
+                outcome["interrupted"] = True
+                return Cancelled(message=f"probpipe call of {name}() stopped by Ctrl-C")
+            except BaseException as exc:
+                outcome["error"] = exc
+                raise
+            create_markdown_artifact(markdown=summary.markdown(), description=summary.headline())
+            return Completed(message=summary.headline())
 
         call_flow = flow(
             _RunsHereOnly(flow_body, name),
@@ -120,8 +144,13 @@ class _PrefectBackend(ExecutionBackend):
             validate_parameters=False,
             log_prints=False,
         )
-        with prefect_engine.settings_for_flows(self._api_url):
-            return call_flow()
+        with prefect_engine.settings_for_flows(self._api_url), own_run():
+            call_flow(return_state=True)
+        if "error" in outcome:
+            raise outcome["error"]
+        if outcome.get("interrupted"):
+            raise KeyboardInterrupt
+        return outcome["summary"]
 
     def _call_hints(self, call: Any) -> Any:
         """Per-call engine settings, checked before the flow run opens (Ray)."""
@@ -134,8 +163,17 @@ class _PrefectBackend(ExecutionBackend):
         return self.parallelism()
 
     def _follow(self, future: Any) -> TaskFuture:
-        """The core's future for one task run; cancelling it stops the engine's task."""
-        return follow(future.add_done_callback, future.result, stop=future.wrapped_future.cancel)
+        """The core's future for one task run; cancelling it stops the engine's task
+        and records the task run as Cancelled."""
+
+        def stop() -> None:
+            self._stop_task(future.wrapped_future)
+            prefect_engine.mark_cancelled(future.task_run_id, "cancelled by probpipe")
+
+        return follow(future.add_done_callback, future.result, stop=stop)
+
+    def _stop_task(self, engine_future: Any) -> None:
+        engine_future.cancel()  # a concurrent or a Dask future
 
     def map(self, fn, items):
         raise RuntimeError(
@@ -170,9 +208,7 @@ class PrefectBackend(_PrefectBackend):
         check_positive_int("max_workers", self.options["max_workers"])
 
     def _task_runner(self):
-        from prefect.task_runners import ThreadPoolTaskRunner
-
-        return ThreadPoolTaskRunner(max_workers=self.options["max_workers"])
+        return prefect_engine.thread_pool_runner_class()(max_workers=self.options["max_workers"])
 
     def parallelism(self):
         return self.options["max_workers"]
@@ -292,9 +328,8 @@ class PrefectRayBackend(_PrefectBackend):
     def parallelism(self):
         return ray_engine.parallelism(self._hints)
 
-    def _follow(self, future):
-        ref = future.wrapped_future
-        return follow(future.add_done_callback, future.result, stop=lambda: ray_engine.stop(ref))
+    def _stop_task(self, engine_future):
+        ray_engine.stop(engine_future)
 
     def share(self, value, key):
         return ray_engine.put(value, key)

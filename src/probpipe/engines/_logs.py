@@ -7,8 +7,11 @@ the level to the worker processes it starts.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
+from collections.abc import Iterator
 
 ENV_VAR = "PROBPIPE_ENGINE_LOGS"
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -38,28 +41,83 @@ def worker_env() -> dict[str, str]:
     }
 
 
-_ENGINES = ("prefect", "ray", "distributed", "uvicorn", "httpx", "asyncio")
-# Prefect's background senders log under their class names; at exit they warn
-# "Still processing items", which is housekeeping, not a problem to report.
-_HOUSEKEEPING = ("EventsWorker", "APILogWorker")
+# Loggers of engines probpipe starts itself; the user's own loggers and
+# Prefect's run loggers are never touched.
+_STARTED_ENGINES = ("ray", "distributed")
 
 
 def quiet_this_process() -> None:
-    """Apply the level here: env defaults (read by engines at import) and loggers.
+    """Quiet the engines probpipe starts, here and in the worker processes it starts.
 
-    Loggers the engines already configured (say, prefect was imported before
-    probpipe started a backend) are set too, not just the environment.
+    Environment defaults are read by processes probpipe spawns (Ray's and
+    Dask's workers); in this process only Ray's and Dask's loggers get the
+    level. Prefect's level stays the user's: probpipe's own flow runs are
+    quieted on the console by :func:`own_run` instead.
     """
     for key, value in worker_env().items():
-        os.environ.setdefault(key, value)
+        if not key.startswith("PREFECT_"):
+            os.environ.setdefault(key, value)
     level = getattr(logging, engine_log_level())
-    for name in _ENGINES:
-        logging.getLogger(name).setLevel(level)
-    children = tuple(f"{engine}." for engine in _ENGINES)
-    for name, logger in list(logging.root.manager.loggerDict.items()):
-        configured = isinstance(logger, logging.Logger) and 0 < logger.level < level
-        if configured and name.startswith(children):
+    for name in _STARTED_ENGINES:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < level:
             logger.setLevel(level)
-    if level >= logging.WARNING:
-        for name in _HOUSEKEEPING:
-            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+_in_own_run: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "probpipe_own_run", default=False
+)
+
+
+class _DropOwnRunChatter(logging.Filter):
+    """Drops Prefect's INFO and below about probpipe's own runs from the console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (
+            record.levelno >= logging.WARNING
+            or not record.name.startswith("prefect")
+            or not _in_own_run.get()
+        )
+
+
+_CONSOLE_FILTER = _DropOwnRunChatter()
+
+
+@contextlib.contextmanager
+def own_run() -> Iterator[None]:
+    """Mark the block as one of probpipe's calls: its run chatter stays off the console.
+
+    The filter sits on Prefect's console handlers only, so the records still
+    reach the Prefect API (and its UI); the mark is a context variable, so it
+    follows the call into Prefect's worker threads and nothing else.
+    """
+    if engine_log_level() in ("DEBUG", "INFO"):
+        yield
+        return
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            console = isinstance(handler, logging.StreamHandler)
+            if console and _CONSOLE_FILTER not in handler.filters:
+                handler.addFilter(_CONSOLE_FILTER)
+    token = _in_own_run.set(True)
+    try:
+        yield
+    finally:
+        _in_own_run.reset(token)
+
+
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def without_info(logger_name: str) -> Iterator[None]:
+    """Drop INFO and below logged directly on one logger for the block (housekeeping
+    notices of a server probpipe starts and stops), leaving its level alone."""
+    logger, drop = logging.getLogger(logger_name), _BelowWarning()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)

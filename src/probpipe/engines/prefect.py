@@ -1,169 +1,151 @@
-"""One Prefect API per process, shared by every Prefect backend.
+"""One Prefect API per process, shared with the user's own flows.
 
-Without a reachable API, Prefect starts a temporary server in *each* process
-that runs a flow or a task, and out-of-process workers (Dask, Ray) would each
-start their own (~3 s each, all writing one sqlite file). Instead probpipe
-runs one server on 127.0.0.1 for as long as a Prefect backend is open, runs
-flows with ``PREFECT_API_URL`` pointing at it, and Prefect hands that setting
-to every task it ships to a worker.
+Where a call's flow runs report to, in order:
 
-If ``PREFECT_API_URL`` is already set, in the environment or the active
-Prefect profile (say, to your own ``prefect server start``), that server is
-used and never stopped.
+1. Inside the user's running flow: the API that flow uses (the call is a
+   subflow of it).
+2. ``PREFECT_API_URL`` from the environment or the active Prefect profile
+   (your ``prefect server start``): used, never stopped. It is read in the
+   calling thread when the backend opens, so a profile switch applies.
+3. Otherwise Prefect's temporary server. probpipe starts it as the very
+   instance Prefect keeps for this process (:class:`SubprocessASGIServer` is
+   a per-port singleton), so the user's own flows in this process use the
+   same server instead of starting a second one on the same SQLite file.
+   Out-of-process workers (Dask, Ray) get its URL with each task's settings.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 from typing import Any
 
 from .._errors import BackendConnectionError
-from ._logs import quiet_this_process
+from ._logs import without_info
 
 _lock = threading.Lock()
 _users = 0
-_server: _Server | None = None  # the server probpipe started, if any
 _url: str | None = None
+_server: Any = None  # the temporary server, if probpipe started it
 
 
-def _free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def import_prefect() -> Any:
-    """Import prefect with probpipe's quiet defaults applied first."""
-    quiet_this_process()
+@functools.cache
+def _server_class() -> type:
     import prefect
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
 
-    return prefect
+    class ProbpipeServer(SubprocessASGIServer):
+        """Prefect's temporary server, run with probpipe's app (see ``_prefect_app``).
 
+        Its own process session (Ctrl-C in a terminal reaches only the
+        caller, which stops it in order), its log in ``$PREFECT_HOME``, and it
+        exits by itself if its parent disappears.
+        """
 
-class _Server:
-    """A Prefect API server on 127.0.0.1, run the way Prefect runs its temporary one.
+        def _run_uvicorn_command(self) -> subprocess.Popen:
+            settings = get_current_settings()
+            home = settings.home.expanduser()
+            home.mkdir(parents=True, exist_ok=True)
+            with open(home / "probpipe-prefect-server.log", "ab") as log:
+                return subprocess.Popen(
+                    [
+                        *(sys.executable, "-m", "uvicorn", "--app-dir"),
+                        str(prefect.__module_path__.parent),
+                        *("--factory", "probpipe.engines._prefect_app:create_app"),
+                        *("--host", "127.0.0.1", "--port", str(self.port)),
+                        *("--log-level", "error", "--lifespan", "on"),
+                    ],
+                    env={
+                        **os.environ,
+                        **settings.to_environment_variables(exclude_unset=True),
+                        "PREFECT_UI_ENABLED": "0",
+                        "PREFECT__SERVER_EPHEMERAL": "1",
+                        "PREFECT__SERVER_FINAL": "1",
+                        "PROBPIPE_PARENT_PID": str(os.getpid()),
+                    },
+                    stdout=log,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
 
-    Its own process session (Ctrl-C in a terminal reaches only the caller,
-    which then stops it in order), its log in ``$PREFECT_HOME``, and it exits
-    by itself if its parent disappears.
-    """
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api"
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float) -> None:
-        import httpx
-        from prefect.settings import get_current_settings
-
-        settings = get_current_settings()
-        home = Path(settings.home).expanduser()
-        home.mkdir(parents=True, exist_ok=True)
-        log = open(home / "probpipe-prefect-server.log", "ab")  # noqa: SIM115
-        env = {
-            **os.environ,
-            **settings.to_environment_variables(exclude_unset=True),
-            "PREFECT_UI_ENABLED": "0",
-            "PREFECT__SERVER_EPHEMERAL": "1",
-            "PREFECT__SERVER_FINAL": "1",
-            "PROBPIPE_PARENT_PID": str(os.getpid()),
-        }
-        env.pop("PREFECT_API_URL", None)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "probpipe.engines._prefect_app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "error",
-                "--lifespan",
-                "on",
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        with httpx.Client() as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise BackendConnectionError(
-                        f"the Prefect API server exited with code {self.process.returncode}; "
-                        f"see {home / 'probpipe-prefect-server.log'}"
-                    )
-                try:
-                    if client.get(f"{self.url}/health", timeout=2).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
-        self.stop()
-        raise BackendConnectionError(
-            f"the Prefect API server did not answer within {timeout:.0f} s; "
-            f"see {home / 'probpipe-prefect-server.log'}"
-        )
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return ProbpipeServer
 
 
-def acquire_api(timeout: float = 180.0) -> str:
-    """The API URL to use, starting the shared server on first use."""
-    global _users, _server, _url
+def configured_api_url() -> str | None:
+    """``PREFECT_API_URL`` from the environment or the active profile, if any."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return url.rstrip("/") if url else None
+
+
+def in_user_flow() -> bool:
+    """Whether this thread is inside a running Prefect flow (the user's own)."""
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
+def acquire_api(timeout: float = 60.0) -> str:
+    """The API URL probpipe's flows use, starting the temporary server on first use."""
+    global _users, _url, _server
     with _lock:
         if _url is None:
-            import_prefect()
-            from prefect.settings import get_current_settings
-
-            # PREFECT_API_URL from the environment or the active Prefect
-            # profile (`prefect config set PREFECT_API_URL=...`).
-            external = get_current_settings().api.url
-            if external:
-                _url = external.rstrip("/")
+            configured = configured_api_url()
+            if configured:
+                _check_answers(configured)
+                _url = configured
             else:
-                server = _Server()
-                server.start(timeout)
-                _server, _url = server, server.url
+                server = _server_class()()  # Prefect's own instance, if it already runs
+                if not server.running:
+                    try:
+                        with without_info("prefect"):  # "Starting temporary server"
+                            server.start(timeout=int(timeout))
+                    except Exception as exc:
+                        raise BackendConnectionError(
+                            f"the temporary Prefect API server did not start: {exc}. Set "
+                            "PREFECT_API_URL to a running `prefect server start` instead."
+                        ) from exc
+                    _server = server
+                _url = server.api_url
         _users += 1
         return _url
 
 
+def _check_answers(url: str) -> None:
+    """Fail in seconds, naming the setting, if the configured API does not answer."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{url}/health", timeout=5)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise BackendConnectionError(
+            f"the Prefect API at PREFECT_API_URL={url!r} (from the environment or the active "
+            f"Prefect profile) does not answer: {type(exc).__name__}: {exc}. Start it with "
+            "`prefect server start`, or unset PREFECT_API_URL to let probpipe start a "
+            "temporary one."
+        ) from None
+
+
 def release_api() -> None:
-    """Drop one user; the last one stops the server probpipe started."""
-    global _users, _server, _url
+    """Drop one user; the last one flushes Prefect's senders and stops our server."""
+    global _users, _url, _server
     with _lock:
         _users = max(0, _users - 1)
         if _users or _url is None:
             return
         server, _server, _url = _server, None, None
-    _drain_workers()
+    drain_events()
     if server is not None:
-        server.stop()
+        with without_info("prefect"):  # "Stopping temporary server"
+            server.stop()
 
 
 def api_url() -> str | None:
@@ -176,27 +158,28 @@ def owns_server() -> bool:
 
 
 def server_pid() -> int | None:
-    process = _server.process if _server is not None else None
+    process = getattr(_server, "server_process", None)
     return process.pid if process is not None else None
 
 
-def _drain_workers() -> None:
-    """Flush Prefect's background event and log senders before the API goes away."""
+def drain_events(timeout: float = 5.0) -> None:
+    """Send what Prefect's background event and log senders still hold."""
     for module, name in (
         ("prefect.events.worker", "EventsWorker"),
         ("prefect.logging.handlers", "APILogWorker"),
     ):
         with contextlib.suppress(Exception):
             worker_cls = getattr(__import__(module, fromlist=[name]), name)
-            worker_cls.drain_all(timeout=5)
+            worker_cls.drain_all(timeout=timeout)
 
 
-def settings_for_flows(url: str) -> Any:
+def settings_for_flows(url: str | None) -> Any:
     """``temporary_settings`` for probpipe's flow runs: our API, no heartbeat thread.
 
-    Flow-run heartbeats exist to detect crashed deployments; for an in-process
-    flow they only cost time (the sync engine joins the heartbeat thread at
-    exit, adding up to 1 s to every flow run).
+    Inside the user's flow the API is the flow's own (``url`` is not applied
+    when the flow's settings name one). Flow-run heartbeats exist to detect
+    crashed deployments; for an in-process flow they only cost time (the
+    sync engine joins the heartbeat thread at exit, up to 1 s per flow run).
     """
     from prefect.settings import (
         PREFECT_API_URL,
@@ -205,12 +188,76 @@ def settings_for_flows(url: str) -> Any:
         temporary_settings,
     )
 
-    return temporary_settings(
-        updates={
-            PREFECT_API_URL: url,
-            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-            # Our server asks for 0.1 s between retries while SQLite is busy
-            # (see _prefect_app); allow enough of them to ride out a burst.
-            PREFECT_CLIENT_MAX_RETRIES: 40,
-        }
-    )
+    updates: dict[Any, Any] = {
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+        # Our server asks for 0.1 s between retries while SQLite is busy
+        # (see _prefect_app); allow enough of them to ride out a burst.
+        PREFECT_CLIENT_MAX_RETRIES: 40,
+    }
+    if url and not (in_user_flow() and configured_api_url()):
+        updates[PREFECT_API_URL] = url
+    return temporary_settings(updates=updates)
+
+
+def mark_cancelled(task_run_id: Any, message: str) -> None:
+    """Set a task run Cancelled on the API (its engine task was stopped or never ran)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        client.set_task_run_state(task_run_id, Cancelled(message=message), force=True)
+
+
+@functools.cache
+def thread_pool_runner_class() -> type:
+    """Prefect's ``ThreadPoolTaskRunner`` on daemon threads that nothing waits for.
+
+    Prefect's runner shuts its pool down with ``wait=True`` and the
+    interpreter joins pool threads at exit, so Ctrl-C during a 60 s row
+    would wait for it. A row on a thread cannot be stopped; this runner
+    lets it finish in the background instead of holding the caller.
+    """
+    import concurrent.futures.thread as cft
+    import weakref
+
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    class DaemonThreadPool(cft.ThreadPoolExecutor):
+        def _adjust_thread_count(self) -> None:  # CPython's, with daemon threads
+            if self._idle_semaphore.acquire(timeout=0):
+                return
+
+            def wake(_, queue=self._work_queue):
+                queue.put(None)
+
+            if len(self._threads) < self._max_workers:
+                thread = threading.Thread(
+                    name=f"probpipe-prefect-{len(self._threads)}",
+                    target=cft._worker,
+                    args=(weakref.ref(self, wake), self._work_queue, self._initializer, ()),
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.add(thread)
+
+    class DaemonThreadPoolTaskRunner(ThreadPoolTaskRunner):
+        def __enter__(self):
+            super().__enter__()
+            self._executor.shutdown(wait=False)
+            self._executor = DaemonThreadPool(
+                max_workers=self._max_workers, initializer=self._register_worker_thread
+            )
+            return self
+
+        def cancel_all(self) -> None:
+            for event in self._cancel_events.values():
+                event.set()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+
+        def __exit__(self, *exc_info: Any) -> None:
+            self.cancel_all()
+            super().__exit__(*exc_info)
+
+    return DaemonThreadPoolTaskRunner
