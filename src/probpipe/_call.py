@@ -207,7 +207,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         # process cannot be stopped, so closing would only wait for them.
         error = exc
         if ships:
-            session.close()
+            session.close(interrupted=exc)
         raise
     except BaseException as exc:
         error = exc

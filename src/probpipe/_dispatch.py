@@ -134,9 +134,7 @@ class Dispatch:
         chunks = [c for c in chunks if c.rows]
         if not chunks:
             return
-        futures = self._submit_fn(
-            run_item, [WorkItem(self.spec_ref, c, self.refs) for c in chunks]
-        )
+        futures = self._submit_fn(run_item, [WorkItem(self.spec_ref, c, self.refs) for c in chunks])
         for future, chunk in zip(futures, chunks):
             self.pending[future] = chunk
         self.n_chunks += len(chunks)

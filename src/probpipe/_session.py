@@ -58,14 +58,21 @@ class Session:
                 atexit.unregister(close_all_sessions)
                 atexit.register(close_all_sessions)
 
-    def close(self) -> None:
-        """Stop the backend if it was started; safe to call twice."""
+    def close(self, interrupted: KeyboardInterrupt | None = None) -> None:
+        """Stop the backend if it was started; safe to call twice.
+
+        After Ctrl-C the backend's ``__exit__`` gets the KeyboardInterrupt, as
+        a ``with`` block would pass it: work still running is unwanted.
+        """
         with self._lock:
             self._shared.clear()
             if self.started:
                 self.started = False
                 _live_sessions.discard(self)
-                self.backend.__exit__(None, None, None)
+                if interrupted is None:
+                    self.backend.__exit__(None, None, None)
+                else:
+                    self.backend.__exit__(type(interrupted), interrupted, None)
 
     # -- one call --------------------------------------------------------------
     def run_call(self, call: Any, body: Callable[[Callable, int], Any]) -> Any:

@@ -75,17 +75,17 @@ class _PrefectBackend(ExecutionBackend):
             raise
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type=None, *exc_info):
         try:
-            self._stop_engine()
+            self._stop_engine(interrupted=exc_type is KeyboardInterrupt)
         finally:
             prefect_engine.release_api()
 
     def _start_engine(self) -> None:
         """Start or attach to the engine (subclasses)."""
 
-    def _stop_engine(self) -> None:
-        """Stop what ``_start_engine`` started (subclasses)."""
+    def _stop_engine(self, interrupted: bool = False) -> None:
+        """Stop what ``_start_engine`` started (subclasses); ``interrupted``: after Ctrl-C."""
 
     def _task_runner(self) -> Any:
         raise NotImplementedError
@@ -116,14 +116,19 @@ class _PrefectBackend(ExecutionBackend):
                     persist_result=False,
                     retries=0,  # the core decides about retries
                 )
-            return [self._follow(future) for future in self._map(tasks[fn], items, hints)]
+            futures = self._map(tasks[fn], items, hints)
+            return [self._follow(future, tasks[fn], flow_run_id) for future in futures]
 
         outcome: dict[str, Any] = {}
+        flow_run_id = None
 
         def flow_body() -> Any:
             from prefect.artifacts import create_markdown_artifact
+            from prefect.context import FlowRunContext
             from prefect.states import Cancelled, Completed
 
+            nonlocal flow_run_id
+            flow_run_id = FlowRunContext.get().flow_run.id
             try:
                 summary = outcome["summary"] = body(submit, self._parallelism(hints))
             except KeyboardInterrupt:
@@ -162,13 +167,15 @@ class _PrefectBackend(ExecutionBackend):
     def _parallelism(self, hints: Any) -> int:
         return self.parallelism()
 
-    def _follow(self, future: Any) -> TaskFuture:
+    def _follow(self, future: Any, prefect_task: Any, flow_run_id: Any) -> TaskFuture:
         """The core's future for one task run; cancelling it stops the engine's task
         and records the task run as Cancelled."""
 
         def stop() -> None:
             self._stop_task(future.wrapped_future)
-            prefect_engine.mark_cancelled(future.task_run_id, "cancelled by probpipe")
+            prefect_engine.mark_cancelled(
+                future, prefect_task, flow_run_id, "stopped by probpipe (Ctrl-C or fail fast)"
+            )
 
         return follow(future.add_done_callback, future.result, stop=stop)
 
@@ -186,9 +193,7 @@ class _PrefectBackend(ExecutionBackend):
     def describe(self):
         return {
             **self.options,
-            "prefect_api": "started by probpipe"
-            if prefect_engine.owns_server()
-            else "external",
+            "prefect_api": "started by probpipe" if prefect_engine.owns_server() else "external",
         }
 
 
@@ -241,10 +246,10 @@ class PrefectDaskBackend(_PrefectBackend):
             client_class=dask_engine.prefect_client_class(),
         ).start()
 
-    def _stop_engine(self):
+    def _stop_engine(self, interrupted=False):
         cluster, self._cluster = self._cluster, None
         if cluster is not None:
-            cluster.close()
+            cluster.close(kill_workers=interrupted)
 
     def _task_runner(self):
         return dask_engine.prefect_runner_on(self._cluster.client)
@@ -300,7 +305,7 @@ class PrefectRayBackend(_PrefectBackend):
     def _start_engine(self):
         ray_engine.acquire(self.options["address"], self.options["init_options"])
 
-    def _stop_engine(self):
+    def _stop_engine(self, interrupted=False):
         ray_engine.release()
 
     def _task_runner(self):

@@ -121,3 +121,15 @@ def without_info(logger_name: str) -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(drop)
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str, level: int) -> Iterator[None]:
+    """Raise one engine logger's level for the block (an engine probpipe started)."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(max(level, before))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

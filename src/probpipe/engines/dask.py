@@ -8,13 +8,17 @@ so the core's own retry and isolation logic decides what happens next.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import re
+import signal
 import socket
 from typing import Any
 
 from .._errors import BackendConnectionError
 from .._worker import SharedRef
-from ._logs import engine_log_level, quiet_this_process, worker_env
+from ._logs import engine_log_level, quiet_logger, quiet_this_process, worker_env
 
 _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/]+(:\d+)?$")
 
@@ -100,14 +104,28 @@ class DaskCluster:
     def scheduler_address(self) -> str | None:
         return self.client.scheduler.address if self.client else None
 
-    def close(self) -> None:
-        """Close the client; close the cluster only if probpipe started it."""
+    def close(self, kill_workers: bool = False) -> None:
+        """Close the client; close the cluster only if probpipe started it.
+
+        ``kill_workers`` (after Ctrl-C): end our workers' processes at once.
+        A closing worker would get 4 s to finish its row before being killed,
+        and a row still running then is wanted by nobody.
+        """
         client, cluster = self.client, self.cluster
         self.client = self.cluster = None
+        if cluster is not None and kill_workers:
+            for nanny in list(cluster.workers.values()):
+                worker_process = getattr(getattr(nanny, "process", None), "process", None)
+                pid = getattr(worker_process, "pid", None)
+                if pid:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
         if client is not None:
             client.close()
         if cluster is not None:
-            cluster.close()
+            # Its workers' shutdown notices are ours, not the user's.
+            with quiet_logger("distributed", logging.ERROR):
+                cluster.close()
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

@@ -199,13 +199,31 @@ def settings_for_flows(url: str | None) -> Any:
     return temporary_settings(updates=updates)
 
 
-def mark_cancelled(task_run_id: Any, message: str) -> None:
-    """Set a task run Cancelled on the API (its engine task was stopped or never ran)."""
+def mark_cancelled(future: Any, prefect_task: Any, flow_run_id: Any, message: str) -> None:
+    """Record a task run as Cancelled on the API: its engine task was stopped or never ran.
+
+    Task runs are recorded from events their worker sends, so the API may
+    not know this one yet (or will hear "Running" from the worker a moment
+    later): if it is unknown it is created Cancelled. The recorder never
+    replaces a state by an older one, so the late "Running" does not win.
+    """
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
     from prefect.states import Cancelled
 
     with get_client(sync_client=True) as client:
-        client.set_task_run_state(task_run_id, Cancelled(message=message), force=True)
+        try:
+            client.set_task_run_state(future.task_run_id, Cancelled(message=message), force=True)
+        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+            if getattr(getattr(exc, "response", None), "status_code", 404) != 404:
+                raise
+            client.create_task_run(
+                prefect_task,
+                flow_run_id,
+                dynamic_key=f"cancelled-{future.task_run_id}",
+                id=future.task_run_id,
+                state=Cancelled(message=message),
+            )
 
 
 @functools.cache
