@@ -105,13 +105,6 @@ class PoolBackend(probpipe.ExecutionBackend):
         """Results in handle order; a failed task raises its exception."""
         return [future.result() for future in handles]
 
-    def as_completed(self, handles: list[Any]) -> Any:
-        return cf.as_completed(handles)
-
-    def cancel(self, handles: list[Any]) -> None:
-        for future in handles:
-            future.cancel()  # only tasks that have not started; running ones finish
-
     def parallelism(self) -> int:
         return self._workers
 
