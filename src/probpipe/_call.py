@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._dispatch import CallInfo, Dispatch
+from ._per_worker import PerWorker
 from ._plan import CallPlan
 from ._progress import RowBeacon, wants_beacon
 from ._provenance import (
@@ -79,6 +80,16 @@ def check_picklable(plan: CallPlan, fname: str, backend_name: str) -> None:
                 f"argument {name!r} of {fname}() cannot be pickled, so backend "
                 f"{backend_name!r} cannot send it to its workers: "
                 f"{type(exc).__name__}: {exc}. {fix}"
+            ) from exc
+    for name, marker in plan.per_worker_args:
+        exc = pickle_error(marker)
+        if exc is not None:
+            raise TypeError(
+                f"per_worker argument {name!r} of {fname}() cannot be pickled, so backend "
+                f"{backend_name!r} cannot send it to its workers: its factory "
+                f"{marker.factory_name} or the arguments given to it fail with "
+                f"{type(exc).__name__}: {exc}. The factory and its arguments travel to each "
+                f"worker (the value it builds does not). {fix}"
             ) from exc
 
 
@@ -166,6 +177,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     t0 = time.perf_counter()
 
     session.ensure_started()
+    plan.spec.session_id = session.id  # per-worker values are cached under it
     refs = _share_large_values(plan, session, fp) if ships else []
     spec_ref = session.share_once(plan.spec, f"call:{info.call_id}")
     dispatch = Dispatch(
@@ -189,7 +201,11 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     if restored:
         hook.probpipe_rows_finished(call=info, rows=sorted(restored), failed=[])
 
+    chunk_futures: list[Any] = []  # kept to read per-worker build counts at the end
+
     def body(submit: Any, parallelism: int) -> None:
+        if plan.per_worker_args:
+            submit = _keeping_futures(submit, chunk_futures)
         dispatch.run(submit, parallelism)
         if options["on_error"] == "raise" and dispatch.failures:
             # Raised inside the backend's scope, so the engine records the
@@ -243,7 +259,43 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         "wall_seconds": round(seconds, 6),
         "versions": _versions(),
     }
+    if plan.per_worker_args:
+        metadata["per_worker"] = _per_worker_record(plan, chunk_futures)
     return _build_result(plan, dispatch, metadata, parents, mode)
+
+
+def _keeping_futures(submit: Any, kept: list[Any]) -> Any:
+    """``submit`` that also appends every future it returns to ``kept``."""
+
+    def submit_and_keep(fn: Any, items: list[Any]) -> list[Any]:
+        futures = submit(fn, items)
+        kept.extend(futures)
+        return futures
+
+    return submit_and_keep
+
+
+def _per_worker_record(plan: CallPlan, chunk_futures: list[Any]) -> list[dict[str, Any]]:
+    """Provenance of each per-worker argument: name, factory, fingerprint, builds.
+
+    Each chunk reports the values it built (``ChunkResult.per_worker_builds``);
+    the dispatch loop has no use for them, so they are read here, off the
+    call's finished chunk futures, once the call is over.
+    """
+    builds: dict[str, int] = {}
+    for future in chunk_futures:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            for key, count in getattr(future.result(), "per_worker_builds", {}).items():
+                builds[key] = builds.get(key, 0) + count
+    return [
+        {
+            "name": name,
+            "factory": marker.factory_name,
+            "fingerprint": marker.fingerprint,
+            "builds": builds.get(marker.fingerprint, 0),
+        }
+        for name, marker in plan.per_worker_args
+    ]
 
 
 def _lowest_failure(dispatch: Dispatch, plan: CallPlan, fname: str, backend: str) -> BaseException:
@@ -285,6 +337,8 @@ def _parents(plan: CallPlan, fp: _Fingerprints, mode: ProvenanceMode) -> list[Pa
     for name, value in plan.inputs.items():
         if isinstance(value, Sweep):
             kind, digest = "sweep", fingerprint(value.values)
+        elif isinstance(value, PerWorker):
+            kind, digest = "per_worker", value.fingerprint
         else:
             kind, digest = type(value).__qualname__, fp(value)
         ref = value if mode is ProvenanceMode.FULL else None
