@@ -323,7 +323,7 @@ class BackendConformance:
             )
 
         f = pp.WorkflowFunction(
-            _rows.sample_with, backend=backend, n_broadcast_samples=self.n, seed=5, chunksize=1
+            _rows.sample_with, backend=backend, n_broadcast_samples=8, seed=5, chunksize=2
         )
         first = f(pp.Normal(0, 1), sampler=sampler())
         built_first = sum(_rows.builds_by_pid(tmp_path).values())
