@@ -19,7 +19,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-SCRIPTS = ["bagged_posterior", "bootstrap_ci", "parameter_sweep", "mcmc_chains"]
+SCRIPTS = [
+    "bagged_posterior",
+    "bootstrap_ci",
+    "parameter_sweep",
+    "mcmc_chains",
+    "per_worker_sampler",
+]
 NUMBER = r"([-+]?\d+(?:\.\d+)?)"
 
 
@@ -116,6 +122,17 @@ def test_mcmc_chains_converge():
     assert -4 < mean_b < -0.5 and 0.1 < sd_b < 2
     assert 0.99 < rhat_a < 1.1 and 0.99 < rhat_b < 1.1
     assert "converged" in out
+
+
+def test_per_worker_sampler_is_built_once_and_changes_no_draw():
+    out = run_example("per_worker_sampler", "--small")
+    (replicates,) = find(r"(\d+) bootstrap replicates", out)
+    slope, sd = find(rf"slope per sd of temperature: {NUMBER} \(sd {NUMBER}\)", out)
+    assert replicates == 8 and -6 < slope < 0 and sd > 0.2
+    # sequential: one process, so one build serves every fit.
+    builds, fits = find(r"per_worker: +built (\d+) time\(s\) for (\d+) fits", out)
+    assert (builds, fits) == (1, 8)
+    assert "same draws: yes" in out
 
 
 @pytest.mark.prefect

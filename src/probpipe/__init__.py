@@ -30,6 +30,7 @@ from ._errors import (
     WorkerLostError,
 )
 from ._hookspecs import hookimpl, hookspec
+from ._per_worker import PerWorker, per_worker
 from ._plan import Sweep, sweep
 from ._provenance import Parent, Provenance, ProvenanceMode, provenance_config
 from ._record import Record
@@ -74,6 +75,7 @@ __all__ = [
     "MultivariateNormal",
     "Normal",
     "Parent",
+    "PerWorker",
     "PluginConflictError",
     "ProbpipeError",
     "Provenance",
@@ -92,6 +94,7 @@ __all__ = [
     "current_backend",
     "hookimpl",
     "hookspec",
+    "per_worker",
     "provenance_config",
     "register_plugin",
     "sweep",

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._dispatch import CallInfo, CallSummary, Dispatch
+from ._per_worker import PerWorker
 from ._plan import CallPlan
 from ._progress import RowBeacon, wants_beacon
 from ._provenance import (
@@ -79,6 +80,16 @@ def check_picklable(plan: CallPlan, fname: str, backend_name: str) -> None:
                 f"argument {name!r} of {fname}() cannot be pickled, so backend "
                 f"{backend_name!r} cannot send it to its workers: "
                 f"{type(exc).__name__}: {exc}. {fix}"
+            ) from exc
+    for name, marker in plan.per_worker_args:
+        exc = pickle_error(marker)
+        if exc is not None:
+            raise TypeError(
+                f"per_worker argument {name!r} of {fname}() cannot be pickled, so backend "
+                f"{backend_name!r} cannot send it to its workers: its factory "
+                f"{marker.factory_name} or the arguments given to it fail with "
+                f"{type(exc).__name__}: {exc}. The factory and its arguments travel to each "
+                f"worker (the value it builds does not). {fix}"
             ) from exc
 
 
@@ -166,6 +177,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     t0 = time.perf_counter()
 
     session.ensure_started()
+    plan.spec.session_id = session.id  # per-worker values are cached under it
     refs = _share_large_values(plan, session, fp) if ships else []
     spec_ref = session.share_once(plan.spec, f"call:{info.call_id}")
     dispatch = Dispatch(
@@ -244,7 +256,22 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         "wall_seconds": round(seconds, 6),
         "versions": _versions(),
     }
+    if plan.per_worker_args:
+        metadata["per_worker"] = _per_worker_record(plan, dispatch.per_worker_builds)
     return _build_result(plan, dispatch, metadata, parents, mode)
+
+
+def _per_worker_record(plan: CallPlan, builds: dict[str, int]) -> list[dict[str, Any]]:
+    """Provenance of each per-worker argument: name, factory, fingerprint, builds."""
+    return [
+        {
+            "name": name,
+            "factory": marker.factory_name,
+            "fingerprint": marker.fingerprint,
+            "builds": builds.get(marker.fingerprint, 0),
+        }
+        for name, marker in plan.per_worker_args
+    ]
 
 
 def _lowest_failure(dispatch: Dispatch, plan: CallPlan, fname: str, backend: str) -> BaseException:
@@ -286,6 +313,8 @@ def _parents(plan: CallPlan, fp: _Fingerprints, mode: ProvenanceMode) -> list[Pa
     for name, value in plan.inputs.items():
         if isinstance(value, Sweep):
             kind, digest = "sweep", fingerprint(value.values)
+        elif isinstance(value, PerWorker):
+            kind, digest = "per_worker", value.fingerprint
         else:
             kind, digest = type(value).__qualname__, fp(value)
         ref = value if mode is ProvenanceMode.FULL else None

@@ -123,6 +123,7 @@ class Dispatch:
         self._reported: set[tuple[int, int]] = set()  # (row, attempt) told to observers
         self._report_lock = threading.Lock()
         self.row_seconds: list[float] = []
+        self.per_worker_builds: dict[str, int] = {}  # values built, by fingerprint
         self.resolved_chunksize: int | None = chunksize if isinstance(chunksize, int) else None
         self._waiting_for_probe: list[RowTask] = []
         self._probes: set[int] = set()
@@ -224,6 +225,8 @@ class Dispatch:
         except Exception as exc:  # the engine failed the whole task (or cancelled it)
             self._chunk_lost(chunk, exc)
             return
+        for key, count in result.per_worker_builds.items():
+            self.per_worker_builds[key] = self.per_worker_builds.get(key, 0) + count
         retry: list[RowTask] = []
         failed_rows = []
         good_rows, good_values = [], []

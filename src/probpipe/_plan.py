@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._distributions import Distribution
+from ._per_worker import PerWorker, build_here
 from ._seeds import fresh_seed, input_rng
 from ._worker import CallSpec, RowTask, _set_slot
 
@@ -42,6 +43,12 @@ class Sweep:
                 raise TypeError(
                     "sweep() values must be concrete; sweeping over distributions or "
                     "nested sweeps is not supported (make one call per distribution)"
+                )
+            if isinstance(value, PerWorker):
+                raise TypeError(
+                    f"sweep() values must be concrete, got {value!r}: a per-worker value is "
+                    "built once per worker and shared by every row, so it cannot vary from "
+                    "cell to cell. Make one call per factory argument instead."
                 )
 
     def __len__(self) -> int:
@@ -68,6 +75,7 @@ class CallPlan:
     sweep_shape: tuple[int, ...]
     broadcast_args: list[str]
     sweep_args: list[str]
+    per_worker_args: list[tuple[str, PerWorker]]  # (argument name, marker)
     inputs: dict[str, Any]  # every bound argument, for provenance parents
     seed: int
     seed_given: bool
@@ -139,6 +147,13 @@ def bind(
     return dict(bound.arguments)
 
 
+def build_per_worker_here(signature: inspect.Signature, arguments: dict[str, Any]) -> None:
+    """Replace per-worker markers by their values, for a plain call run in this process."""
+    for slot, value in list(_iter_slots(signature, arguments)):
+        if isinstance(value, PerWorker):
+            _set_slot(arguments, slot, build_here(value, _slot_name(slot)))
+
+
 def plan_call(
     func: Any,
     signature: inspect.Signature,
@@ -151,10 +166,13 @@ def plan_call(
     """Lay out the rows of a call, or None when nothing is broadcast or swept."""
     dist_slots: list[tuple[tuple, Distribution]] = []
     sweep_slots: list[tuple[tuple, Sweep]] = []
+    per_worker_slots: list[tuple[tuple, PerWorker]] = []
     for slot, value in _iter_slots(signature, arguments):
         if slot == (rng_param,):
             continue
-        if isinstance(value, Sweep):
+        if isinstance(value, PerWorker):
+            per_worker_slots.append((slot, value))
+        elif isinstance(value, Sweep):
             if len(value) == 0:
                 raise ValueError(
                     f"sweep for argument {_slot_name(slot)!r} is empty; give at least one value"
@@ -189,10 +207,11 @@ def plan_call(
 
     axes = [s.values for _, s in sweep_slots]
     cells = list(itertools.product(*axes)) if axes else [()]
-    # Distribution and sweep slots are emptied: the worker fills them per row,
-    # and the distribution objects themselves must not travel with the call.
+    # Distribution, sweep and per-worker slots are emptied: the worker fills
+    # them per row, and the distribution objects themselves must not travel
+    # with the call (per-worker markers travel once, in ``per_worker``).
     constants = {name: value for name, value in arguments.items() if name != rng_param}
-    for slot, _ in [*dist_slots, *sweep_slots]:
+    for slot, _ in [*dist_slots, *sweep_slots, *per_worker_slots]:
         _set_slot(constants, slot, None)
     row_tokens = [tuple(t[i] for t in tokens) for i in range(n)]
     tasks = [
@@ -210,6 +229,7 @@ def plan_call(
         cells=tuple(tuple(cell) for cell in cells),
         seed=seed,
         rng_param=rng_param,
+        per_worker=tuple((slot, _slot_name(slot), marker) for slot, marker in per_worker_slots),
     )
     sweep_names = [_slot_name(slot) for slot, _ in sweep_slots]
     return CallPlan(
@@ -220,6 +240,7 @@ def plan_call(
         sweep_shape=tuple(len(a) for a in axes),
         broadcast_args=[_slot_name(slot) for slot, _ in dist_slots],
         sweep_args=sweep_names,
+        per_worker_args=[(_slot_name(slot), marker) for slot, marker in per_worker_slots],
         inputs={
             _slot_name(slot): value
             for slot, value in _iter_slots(signature, arguments)

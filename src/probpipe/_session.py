@@ -19,6 +19,7 @@ from typing import Any
 
 from ._backend import ExecutionBackend
 from ._futures import as_futures
+from ._per_worker import forget_session
 from ._worker import SharedRef
 
 _SHARE_THRESHOLD = 1 << 20  # values above ~1 MB are shared separately
@@ -32,6 +33,10 @@ class Session:
         self.backend = backend
         self.name: str = getattr(backend, "name", type(backend).__name__)
         self.started = False
+        # A new id each time the backend starts: per-worker values are cached
+        # on workers under it, so a closed-and-reopened backend never reuses
+        # values built before it closed.
+        self.id = ""
         self._lock = threading.RLock()
         self._shared: OrderedDict[str, SharedRef] = OrderedDict()
 
@@ -51,6 +56,7 @@ class Session:
             if not self.started:
                 self.backend.__enter__()
                 self.started = True
+                self.id = uuid.uuid4().hex
                 _live_sessions.add(self)
                 # atexit runs handlers last-in first-out: re-registering after
                 # the engine has started (and registered its own handlers)
@@ -68,6 +74,7 @@ class Session:
             self._shared.clear()
             if self.started:
                 self.started = False
+                forget_session(self.id)  # values built in this process for it
                 _live_sessions.discard(self)
                 if interrupted is None:
                     self.backend.__exit__(None, None, None)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import RemoteRowError, RowTimeoutError
+from ._per_worker import ChunkValues
 from ._progress import send_beacon
 from ._seeds import row_rng
 
@@ -206,7 +207,9 @@ class CallSpec:
     ``arguments`` maps each parameter (or ``(parameter, index)`` slot inside
     ``*args``/``**kwargs``) to its constant value; distribution slots are
     filled per row from ``roots`` and ``dist_slots``; swept slots from
-    ``cells``. Values may be :class:`SharedRef`.
+    ``cells``; per-worker slots (``per_worker``: slot, argument name,
+    :class:`~probpipe.PerWorker`) from values built on the worker for
+    backend session ``session_id``. Values may be :class:`SharedRef`.
     """
 
     func: Any
@@ -224,6 +227,8 @@ class CallSpec:
     portable_errors: bool = True
     timeout: float | None = None
     beacon: tuple[str, int] | None = None  # where to report each finished row
+    per_worker: tuple[tuple[tuple, str, Any], ...] = ()
+    session_id: str = ""
     resolved: bool = field(default=False, repr=False)
 
     def resolve_shared(self, delivered: dict[str, Any] | None = None) -> CallSpec:
@@ -236,9 +241,16 @@ class CallSpec:
         self.resolved = True
         return self
 
-    def build_call(self, task: RowTask) -> tuple[tuple, dict]:
-        """The positional and keyword arguments of row ``task``."""
+    def build_call(
+        self, task: RowTask, per_worker_values: Sequence[Any] = ()
+    ) -> tuple[tuple, dict]:
+        """The positional and keyword arguments of row ``task``.
+
+        ``per_worker_values``: the built values of ``self.per_worker``, in order.
+        """
         arguments = dict(self.arguments)
+        for (slot, _name, _marker), value in zip(self.per_worker, per_worker_values):
+            _set_slot(arguments, slot, value)
         for slot, root_index, materializer in self.dist_slots:
             value = materializer(self.root_shared[root_index], task.tokens[root_index])
             _set_slot(arguments, slot, value)
@@ -288,6 +300,7 @@ class ChunkResult:
     failures: dict[int, RowFailure]
     seconds: list[float]
     worker: str = ""
+    per_worker_builds: dict[str, int] = field(default_factory=dict)  # by fingerprint
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -403,10 +416,16 @@ def run_chunk(
     spec = resolve(spec, delivered).resolve_shared(delivered)
     func = spec.func
     result = ChunkResult(rows=[], values=[], failures={}, seconds=[], worker=_worker_name())
+    per_worker = ChunkValues(
+        spec.per_worker, spec.session_id, spec.call_id, chunk.attempt, result.worker
+    )
     for task in chunk.rows:
         start = time.perf_counter()
         try:
-            args, kwargs = spec.build_call(task)
+            per_worker_values = per_worker.get() if spec.per_worker else ()
+            # A one-off build is not the row's time (auto chunking sizes by it).
+            start = time.perf_counter()
+            args, kwargs = spec.build_call(task, per_worker_values)
             with row_deadline(spec.timeout):
                 value = func(*args, **kwargs)
             if spec.portable_errors:
@@ -424,4 +443,5 @@ def run_chunk(
         result.values.append(value)
         result.seconds.append(time.perf_counter() - start)
         send_beacon(spec.beacon, spec.call_id, task.row, chunk.attempt, task.row in result.failures)
+    result.per_worker_builds = per_worker.builds
     return result

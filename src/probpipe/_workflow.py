@@ -10,7 +10,7 @@ from typing import Any
 from ._call import execute
 from ._checkpoint import Checkpoint, call_fingerprint, func_identity, recorded_seed
 from ._options import DEFAULTS, validate_options
-from ._plan import Sweep, bind, plan_call
+from ._plan import Sweep, bind, build_per_worker_here, plan_call
 from ._provenance import fingerprint
 from ._seeds import fresh_seed, row_rng
 from ._selection import resolve_backend
@@ -80,6 +80,7 @@ class WorkflowFunction:
                 if seed is None:
                     seed = fresh_seed()
                 arguments[self.rng_param] = row_rng(seed, 0)
+            build_per_worker_here(self.signature, arguments)
             bound = inspect.BoundArguments(self.signature, arguments)
             return self.func(*bound.args, **bound.kwargs)
         backend = resolve_backend(self.options["backend"])

@@ -304,6 +304,101 @@ class BackendConformance:
         assert failure["row"] == 4 and failure["type"] == "builtins.TypeError"
         assert "row 4 returned a" in failure["message"]
 
+    # -- per-worker values ------------------------------------------------------
+    def test_per_worker_value_gives_the_sequential_result(self, backend):
+        sampler = pp.per_worker(_rows.build_sampler, 1.5, scale=2.0)  # holds a lock
+        got, want = self.run(
+            backend,
+            _rows.sample_with,
+            pp.Normal(0, 1),
+            kwargs={"sampler": sampler, "shift": pp.sweep([0.0, 10.0])},
+            chunksize=3,
+        )
+        _same_result(got, want)
+
+    def test_per_worker_value_built_at_most_once_per_process(self, backend, tmp_path):
+        def sampler():  # equal content, a new marker each call: the same fingerprint
+            return pp.per_worker(
+                _rows.build_sampler, 0.0, 1.0, marker_dir=str(tmp_path), seconds=0.2
+            )
+
+        f = pp.WorkflowFunction(
+            _rows.sample_with, backend=backend, n_broadcast_samples=8, seed=5, chunksize=2
+        )
+        first = f(pp.Normal(0, 1), sampler=sampler())
+        built_first = sum(_rows.builds_by_pid(tmp_path).values())
+        second = f(pp.Normal(0, 1), sampler=sampler())
+        builds = _rows.builds_by_pid(tmp_path)
+        assert builds and max(builds.values()) == 1, f"builds per process: {builds}"
+        if not session_for(backend).flag("ships_to_processes"):
+            assert sum(builds.values()) == 1  # every thread of this process shares one
+        _same_result(first, second)
+        [record] = first.provenance.metadata["per_worker"]
+        assert record == {
+            "name": "sampler",
+            "factory": "probpipe.testing._rows.build_sampler",
+            "fingerprint": sampler().fingerprint,
+            "builds": built_first,
+        }
+        # The second call built only on processes the first call never used.
+        assert second.provenance.metadata["per_worker"][0]["builds"] == (
+            sum(builds.values()) - built_first
+        )
+        parent = {p.name: p for p in first.provenance.parents}["sampler"]
+        assert (parent.type, parent.fingerprint) == ("per_worker", record["fingerprint"])
+        json.dumps(first.provenance.to_dict())
+
+    def test_per_worker_factory_error_fails_rows_with_its_own_type(self, backend):
+        broken = pp.per_worker(_rows.broken_build)
+        f = pp.WorkflowFunction(_rows.sample_with, backend=backend, seed=1, chunksize=2)
+        with pytest.raises(_rows.ConformanceError, match="fails on purpose") as info:
+            f(x=pp.sweep(range(4)), sampler=broken)
+        notes = "\n".join(getattr(info.value, "__notes__", []))
+        assert "per_worker argument 'sampler'" in notes and "on worker" in notes
+        assert "row 0" in notes
+        got = f.with_options(on_error="collect")(x=pp.sweep(range(4)), sampler=broken)
+        assert list(got) == [None] * 4
+        failures = got.provenance.metadata["failures"]
+        assert [f["row"] for f in failures] == [0, 1, 2, 3]
+        assert all(f["type"].endswith("ConformanceError") for f in failures)
+        assert got.provenance.metadata["per_worker"][0]["builds"] == 0
+
+    def test_per_worker_factory_is_built_again_on_retry(self, backend, tmp_path):
+        flaky = pp.per_worker(
+            _rows.broken_build, 1.0, 2.0, fail_once_marker=str(tmp_path / "failed")
+        )
+        got = self.run_on(
+            backend,
+            _rows.sample_with,
+            kwargs={"x": pp.sweep(range(6)), "sampler": flaky},
+            retries=1,
+            chunksize=2,
+        )
+        want = self.run_on(
+            "sequential",
+            _rows.sample_with,
+            kwargs={
+                "x": pp.sweep(range(6)),
+                "sampler": pp.per_worker(_rows.build_sampler, 1.0, 2.0),
+            },
+        )
+        _same_result(got, want)
+        assert got.provenance.metadata["n_retried_rows"] >= 1
+
+    def test_unpicklable_per_worker_argument_fails_before_dispatch(self, backend):
+        if not session_for(backend).flag("ships_to_processes"):
+            pytest.skip("this backend runs rows in this process; nothing is pickled")
+        counter = _CountMaps()
+        pp.register_plugin(counter)
+        try:
+            f = pp.WorkflowFunction(_rows.sample_with, backend=backend)
+            sampler = pp.per_worker(_rows.build_sampler, _rows.Unpicklable(), 1.0)
+            with pytest.raises(TypeError, match="per_worker argument 'sampler'"):
+                f(x=pp.sweep(range(3)), sampler=sampler)
+        finally:
+            pp.unregister_plugin(counter)
+        assert counter.started == 0
+
     # -- protocol --------------------------------------------------------------
     def test_empty_call_submits_nothing(self, backend):
         session = session_for(backend)

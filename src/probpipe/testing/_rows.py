@@ -6,8 +6,10 @@ of every engine can import them by reference.
 
 from __future__ import annotations
 
+import collections
 import os
 import time
+import uuid
 
 import numpy as np
 
@@ -140,3 +142,58 @@ def unsendable_on(x, bad=(), rng=None):
     if int(x) in bad:
         return threading.Lock()
     return float(x) + rng.normal()
+
+
+# -- per-worker values ---------------------------------------------------------
+
+
+class Sampler:
+    """A stand-in for a compiled model: built once per worker, used by every row there.
+
+    It holds a lock, so it cannot be pickled: a backend that tried to send it
+    anywhere would fail (per-worker values never travel).
+    """
+
+    def __init__(self, loc, scale):
+        import threading
+
+        self.loc = float(loc)
+        self.scale = float(scale)
+        self.lock = threading.Lock()
+
+    def draw(self, x, rng):
+        return self.loc + self.scale * float(x) + rng.normal()
+
+
+def build_sampler(loc, scale, marker_dir=None, seconds=0.0):
+    """A per-worker factory. Each build leaves a file named by its process id in
+    ``marker_dir`` (see :func:`builds_by_pid`), then takes ``seconds``."""
+    if marker_dir is not None:
+        name = f"build-{os.getpid()}-{time.time_ns()}-{uuid.uuid4().hex[:8]}"
+        with open(os.path.join(marker_dir, name), "w"):
+            pass
+    time.sleep(seconds)
+    return Sampler(loc, scale)
+
+
+def builds_by_pid(marker_dir):
+    """{process id: builds} from the files :func:`build_sampler` left."""
+    pids = [name.split("-")[1] for name in os.listdir(marker_dir) if name.startswith("build-")]
+    return dict(collections.Counter(int(pid) for pid in pids))
+
+
+def broken_build(loc=0.0, scale=1.0, fail_once_marker=None):
+    """A per-worker factory that raises ConformanceError: always, or (with
+    ``fail_once_marker``) only the first time anywhere."""
+    if fail_once_marker is None:
+        raise ConformanceError("the factory fails on purpose")
+    if not os.path.exists(fail_once_marker):
+        with open(fail_once_marker, "w") as fh:
+            fh.write("failed once")
+        raise ConformanceError("the factory fails on its first build")
+    return Sampler(loc, scale)
+
+
+def sample_with(x, sampler, shift=0.0, rng=None):
+    """A row that uses a per-worker value."""
+    return sampler.draw(x, rng) + float(shift)
