@@ -37,10 +37,9 @@ from ._record import Record
 from ._registry import BackendInfo
 from ._results import ItemsResult, SweepResult
 from ._selection import available_backends, current_backend, use_backend
+from ._version import __version__
 from ._worker import SharedRef
 from ._workflow import WorkflowFunction, workflow_function
-
-__version__ = "0.1.0"
 
 
 def register_plugin(plugin, name=None):

@@ -295,7 +295,7 @@ def _lowest_failure(dispatch: Dispatch, plan: CallPlan, fname: str, backend: str
 
 
 def _versions() -> dict[str, str]:
-    from . import __version__
+    from ._version import __version__
 
     return {
         "probpipe": __version__,
