@@ -257,7 +257,7 @@ def test_engine_logs_are_quiet_by_default_with_one_switch(api_url):
     quiet_lines = (quiet["_stdout"] + quiet["_stderr"]).strip().splitlines()
     loud_lines = (loud["_stdout"] + loud["_stderr"]).strip().splitlines()
     assert quiet_lines == ["{}"], quiet_lines[:20]
-    assert len(loud_lines) > 20
+    assert len(loud_lines) > 10
     assert any("Task run" in line or "distributed" in line for line in loud_lines)
 
 

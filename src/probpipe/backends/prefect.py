@@ -116,8 +116,7 @@ class _PrefectBackend(ExecutionBackend):
                     persist_result=False,
                     retries=0,  # the core decides about retries
                 )
-            futures = self._map(tasks[fn], items, hints)
-            return [self._follow(future, tasks[fn], flow_run_id) for future in futures]
+            return [self._follow(future) for future in self._map(tasks[fn], items, hints)]
 
         outcome: dict[str, Any] = {}
         flow_run_id = None
@@ -133,9 +132,11 @@ class _PrefectBackend(ExecutionBackend):
                 summary = outcome["summary"] = body(submit, self._parallelism(hints))
             except KeyboardInterrupt:
                 outcome["interrupted"] = True
+                prefect_engine.cancel_unfinished_task_runs(flow_run_id)
                 return Cancelled(message=f"probpipe call of {name}() stopped by Ctrl-C")
             except BaseException as exc:
                 outcome["error"] = exc
+                prefect_engine.cancel_unfinished_task_runs(flow_run_id)
                 raise
             create_markdown_artifact(markdown=summary.markdown(), description=summary.headline())
             return Completed(message=summary.headline())
@@ -167,17 +168,12 @@ class _PrefectBackend(ExecutionBackend):
     def _parallelism(self, hints: Any) -> int:
         return self.parallelism()
 
-    def _follow(self, future: Any, prefect_task: Any, flow_run_id: Any) -> TaskFuture:
-        """The core's future for one task run; cancelling it stops the engine's task
-        and records the task run as Cancelled."""
-
-        def stop() -> None:
-            self._stop_task(future.wrapped_future)
-            prefect_engine.mark_cancelled(
-                future, prefect_task, flow_run_id, "stopped by probpipe (Ctrl-C or fail fast)"
-            )
-
-        return follow(future.add_done_callback, future.result, stop=stop)
+    def _follow(self, future: Any) -> TaskFuture:
+        """The core's future for one task run; cancelling it stops the engine's task."""
+        engine_future = future.wrapped_future
+        return follow(
+            future.add_done_callback, future.result, stop=lambda: self._stop_task(engine_future)
+        )
 
     def _stop_task(self, engine_future: Any) -> None:
         engine_future.cancel()  # a concurrent or a Dask future

@@ -199,30 +199,42 @@ def settings_for_flows(url: str | None) -> Any:
     return temporary_settings(updates=updates)
 
 
-def mark_cancelled(future: Any, prefect_task: Any, flow_run_id: Any, message: str) -> None:
-    """Record a task run as Cancelled on the API: its engine task was stopped or never ran.
+def cancel_unfinished_task_runs(flow_run_id: Any) -> None:
+    """Record the flow run's unfinished task runs as Cancelled (after Ctrl-C or fail fast).
 
-    Task runs are recorded from events their worker sends, so the API may
-    not know this one yet (or will hear "Running" from the worker a moment
-    later): if it is unknown it is created Cancelled. The recorder never
-    replaces a state by an older one, so the late "Running" does not win.
+    Their engine tasks were stopped or dropped. Task runs are recorded from
+    the events their workers send, so this process's pending events are
+    sent first; the recorder never replaces a state by an older one, so a
+    late "Running" from a worker does not undo this.
     """
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import TaskRunSort
     from prefect.states import Cancelled
 
-    with get_client(sync_client=True) as client:
-        try:
-            client.set_task_run_state(future.task_run_id, Cancelled(message=message), force=True)
-        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-            if getattr(getattr(exc, "response", None), "status_code", 404) != 404:
-                raise
-            client.create_task_run(
-                prefect_task,
-                flow_run_id,
-                dynamic_key=f"cancelled-{future.task_run_id}",
-                id=future.task_run_id,
-                state=Cancelled(message=message),
+    if flow_run_id is None:
+        return
+    drain_events(timeout=2.0)
+    unfinished = [StateType.PENDING, StateType.SCHEDULED, StateType.RUNNING]
+    with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            task_run_filter=TaskRunFilter(
+                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=unfinished))
+            ),
+            sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+            limit=200,
+        )
+        for run in runs:
+            client.set_task_run_state(
+                run.id, Cancelled(message="stopped by probpipe (Ctrl-C or fail fast)"), force=True
             )
 
 
