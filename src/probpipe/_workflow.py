@@ -15,6 +15,7 @@ from ._options import DEFAULTS, validate_options
 from ._plan import Sweep, bind, plan_call
 from ._provenance import fingerprint
 from ._selection import resolve_backend
+from ._suggest import shown
 from ._worker import row_rng
 
 RNG_PARAMETER = "rng"
@@ -36,7 +37,7 @@ class WorkflowFunction:
             options = {**func._given_options, **options}
             func = func.func
         if not callable(func):
-            raise TypeError(f"workflow_function needs a callable, got {func!r}")
+            raise TypeError(f"workflow_function needs a callable, got {shown(func)}")
         self.func = func
         self._given_options = validate_options(options)
         self.options: dict[str, Any] = {**DEFAULTS, **self._given_options}
@@ -57,6 +58,8 @@ class WorkflowFunction:
             keys = _checkpoint_keys(self, arguments)
             if seed is None:  # resume an unseeded call with the seed it used
                 seed = recorded_seed(self.options["checkpoint"], keys["unseeded"])
+        # Resolved before anything is drawn: a bad PROBPIPE_BACKEND fails here.
+        backend = resolve_backend(self.options["backend"])
         plan = plan_call(
             self.func,
             self.signature,
@@ -84,7 +87,6 @@ class WorkflowFunction:
                 arguments[self.rng_param] = row_rng(seed, 0)
             bound = inspect.BoundArguments(self.signature, arguments)
             return self.func(*bound.args, **bound.kwargs)
-        backend = resolve_backend(self.options["backend"])
         return execute(self, plan, backend)
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
