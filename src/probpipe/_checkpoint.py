@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import CheckpointError
-from ._suggest import shown
+from ._suggest import brief, shown
 
 FORMAT = 1
 MAGIC = b"probpipe-checkpoint 1 sha256="
@@ -79,7 +79,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(
-            f"checkpoint manifest {path} is unreadable ({shown(str(exc), 100)}); "
+            f"checkpoint manifest {path} is unreadable ({brief(str(exc), 100)}); "
             "delete the directory to start over"
         ) from None
     if not isinstance(data, dict):
@@ -150,11 +150,13 @@ class Checkpoint:
     def _differences(self, found: dict[str, Any]) -> str:
         mine = self._meta
         diffs = [
-            f"{key} {found.get(key)!r} there, {mine[key]!r} here"
+            f"{key} {shown(found.get(key))} there, {shown(mine[key])} here"
             for key in ("func", "seed", "n_rows")
             if found.get(key) != mine[key]
         ]
-        theirs, ours = found.get("inputs", {}), mine["inputs"]
+        theirs, ours = found.get("inputs"), mine["inputs"]
+        if not isinstance(theirs, dict):  # a hand-edited or foreign manifest
+            theirs = {}
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if changed:
             diffs.append(f"argument{'s' if len(changed) > 1 else ''} {', '.join(changed)} differ")
@@ -198,7 +200,7 @@ class Checkpoint:
             data = pickle.loads(payload)
         except Exception as exc:
             raise CheckpointError(
-                f"checkpoint file {path} cannot be read: {shown(str(exc), 100)}"
+                f"checkpoint file {path} cannot be read: {brief(str(exc), 100)}"
             ) from None
         if not isinstance(data, dict):
             raise CheckpointError(

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._record import Record
-from ._suggest import shown
+from ._suggest import brief, shown
 
 __all__ = [
     "Beta",
@@ -56,7 +56,7 @@ def _as_rng(rng: Any) -> np.random.Generator:
 
 
 def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+    if isinstance(n, (bool, np.timedelta64)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"sample size n must be a non-negative int, got {n!r}")
     if n < 0:
         raise ValueError(f"sample size n must be a non-negative int, got {n}")
@@ -484,7 +484,7 @@ class MixtureDistribution(Distribution):
         except (TypeError, ValueError) as exc:  # a broken __len__ or __iter__
             raise TypeError(
                 f"MixtureDistribution: could not read the components {shown(components)}: "
-                f"{type(exc).__name__}: {shown(str(exc), 100)}"
+                f"{type(exc).__name__}: {brief(str(exc), 100)}"
             ) from exc
         if not components:
             raise ValueError("MixtureDistribution needs at least one component")

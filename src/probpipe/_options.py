@@ -34,7 +34,8 @@ MAX_ROWS = 100_000_000
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    # NumPy counts timedelta64 among its integers; as a count it is a mistake.
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.timedelta64))
 
 
 def _type_name(value: Any) -> str:
@@ -101,9 +102,12 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
             seconds = float(timeout)
         except OverflowError:
             seconds = math.inf
-        if not seconds > 0 or math.isinf(seconds):
+        if not seconds > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {shown(timeout)}")
+        if math.isinf(seconds):
             raise ValueError(
-                f"timeout must be a finite number of seconds > 0, got {shown(timeout)}"
+                f"timeout must be a finite number of seconds, got {shown(timeout)}; "
+                "use timeout=None for no timeout"
             )
         out["timeout"] = seconds
     if out.get("checkpoint") is not None:

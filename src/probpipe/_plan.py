@@ -26,7 +26,7 @@ import numpy as np
 
 from ._distributions import Distribution
 from ._options import MAX_ROWS
-from ._suggest import shown
+from ._suggest import brief, shown
 from ._worker import INPUT_STREAM, CallSpec, RowTask, _set_slot
 
 
@@ -53,7 +53,7 @@ class Sweep:
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"sweep() could not read the values of {shown(values)}: "
-                f"{type(exc).__name__}: {shown(str(exc), 120)}"
+                f"{type(exc).__name__}: {brief(str(exc), 120)}"
             ) from exc
         for value in self.values:
             if isinstance(value, (Distribution, Sweep)):

@@ -104,6 +104,12 @@ def shown(value: Any, limit: int = 60) -> str:
     return f"{text[: limit - 3]}...{what}"
 
 
+def brief(text: str, limit: int = 100) -> str:
+    """Text (another exception's message, say) on one line, cut to about ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _size(value: Any) -> int:
     """``len(value)``, or -1 when it has none (or it fails)."""
     try:

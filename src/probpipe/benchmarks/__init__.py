@@ -41,12 +41,14 @@ def _size(text: str) -> tuple[str, str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from probpipe.cli import OneLineParser  # command-line mistakes are one line
+
     from .workloads import WORKLOADS
 
     sizes = "; ".join(
         f"{w.key}: " + ", ".join(f"{k}={v}" for k, v in w.sizes.items()) for w in WORKLOADS.values()
     )
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="probpipe bench",
         description=(
             "Benchmark probpipe's backends against raw-engine baselines on the same "
