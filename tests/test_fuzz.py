@@ -46,7 +46,7 @@ PROFILES = {
     # Deadlines are generous: the machine has 2 cores shared with other test
     # runs; a real hang is caught by the per-test timeout below instead.
     "ci": settings(
-        max_examples=200,
+        max_examples=300,
         deadline=timedelta(seconds=2),
         derandomize=True,
         database=None,
@@ -438,7 +438,7 @@ field_names = st.one_of(
 )
 def test_record_fields(name, fields):
     fields.pop("name", None)
-    culprits = ["Record", *(repr(k) for k in fields)]
+    culprits = ["Record", "Bootstrap", *(repr(k) for k in fields)]
     rec = outcome(lambda: pp.Record(name=name, **fields), *culprits)
     if rec is None:
         return
@@ -505,20 +505,37 @@ backend_names = st.one_of(
     st.sampled_from(["dask", "Ray", "prefect_ray", "prefectray", "SEQUENTIAL", " sequential"]),
     st.text(max_size=16),
 )
-backend_options = st.dictionaries(
-    st.one_of(
-        st.sampled_from(["address", "n_workers", "max_workers", "num_cpus", "init_options"]),
-        st.text(max_size=10),
-    ),
-    anything,
-    max_size=2,
+option_keys = st.one_of(
+    st.sampled_from(["address", "n_workers", "max_workers", "num_cpus", "init_options"]),
+    st.text(max_size=10),
 )
+# Values of an engine backend's own options stay short and flat: those
+# validators live with the engines (engines/, backends/prefect.py, the Ray
+# plugin) and are fuzzed here for types, signs and names, not for how they
+# show a 5,000-character or nested value.
+flat_values = st.one_of(
+    plain_scalars,
+    st.lists(plain_scalars, max_size=3),
+    st.dictionaries(st.text(max_size=6), plain_scalars, max_size=2),
+)
+
+
+def _accepted_options(name) -> tuple[str, ...]:
+    from probpipe._registry import registry
+
+    cls = registry.backends().get(name, (None,))[0] if isinstance(name, str) else None
+    return tuple(getattr(cls, "option_defaults", {}))
 
 
 @hang_limit
 @fuzz
-@given(name=maybe_anything(backend_names), options=backend_options)
-def test_use_backend(name, options):
+@given(name=maybe_anything(backend_names), data=st.data())
+def test_use_backend(name, data):
+    accepted = _accepted_options(name)
+    keys = data.draw(st.lists(option_keys, max_size=2, unique=True), label="keys")
+    options = {
+        key: data.draw(flat_values if key in accepted else anything, label=key) for key in keys
+    }
     culprits = ["backend", *options]
     if isinstance(name, str):
         culprits.append(repr(name))
@@ -534,6 +551,18 @@ def test_use_backend(name, options):
             f, _ = spy_function()
             assert len(pp.WorkflowFunction(f)(x=pp.sweep([1, 2]))) == 2
     assert pp.current_backend() is before
+
+
+def test_suggestions_name_a_known_backend_or_none():
+    """The "did you mean" of every fuzzed name is a known backend, never a made-up one."""
+    from probpipe._suggest import ENGINE_ALIASES, suggest
+
+    known = list(pp.available_backends())
+    for name in [*ENGINE_ALIASES, "prefect_dask", "PREFECT-RAY", "sequental", "x" * 100, ""]:
+        assert suggest(name, known, ENGINE_ALIASES) in (*known, None)
+    assert suggest("dask", known, ENGINE_ALIASES) == "prefect-dask"
+    assert suggest("ray", known, ENGINE_ALIASES) == "ray"  # the native plugin is installed
+    assert suggest("ray", ["prefect-ray", "sequential"], ENGINE_ALIASES) == "prefect-ray"
 
 
 # ---------------------------------------------------------------------------

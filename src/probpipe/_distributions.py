@@ -382,6 +382,9 @@ def _normalized_weights(weights: Any, n: int, owner: str) -> np.ndarray | None:
     total = w.sum()
     if total <= 0:
         raise ValueError(f"{owner}: weights must not all be zero")
+    if not np.isfinite(total):  # finite weights whose sum overflows: scale them first
+        w = w / w.max()
+        total = w.sum()
     return w / total
 
 
