@@ -574,6 +574,14 @@ CASES += [
         ValueError,
         r"checkpoint must name a directory, got 'runs\\x00boot'",
     ),
+    # -- found reviewing the messages: the error listed FULL but refused "FULL" --
+    (
+        "provenance-mode-unknown",
+        lambda f: setattr(pp.provenance_config, "mode", "none"),
+        ValueError,
+        r"^provenance mode must be one of FULL, LIGHTWEIGHT, OFF \(a ProvenanceMode, or its name "
+        r"in any case\), got 'none'$",
+    ),
     (
         "timeout-infinite",
         lambda f: wf(f, timeout=float("inf")),
@@ -606,6 +614,13 @@ def test_fuzz_findings_that_now_work():
     assert pp.BootstrapReplicateDistribution(np.zeros((1, 0))).mean().shape == (1, 0)
     # F16, F21: a Record's repr showed long fields and names whole (5,000+ characters)
     assert len(repr(pp.Record(name="n" * 5000, x="x" * 5000))) < 200
+    # Review: the mode's error message named FULL, LIGHTWEIGHT, OFF; those names now work
+    before = pp.provenance_config.mode
+    try:
+        pp.provenance_config.mode = "OFF"
+        assert pp.provenance_config.mode is pp.ProvenanceMode.OFF
+    finally:
+        pp.provenance_config.mode = before
     # F22: RecursionError in repr() of a sweep over a list nested 3000 deep
     assert repr(pp.sweep(nested(3000))) == "sweep([<list object>])"
 

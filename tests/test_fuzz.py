@@ -608,6 +608,18 @@ def test_provenance_from_dict(payload):
     repr(prov)
 
 
+@hang_limit
+@fuzz
+@given(value=st.one_of(st.sampled_from(["full", "FULL", "Lightweight", "off", "none"]), anything))
+def test_provenance_mode(value):
+    before = pp.provenance_config.mode
+    try:
+        outcome(lambda: setattr(pp.provenance_config, "mode", value), "provenance mode")
+        assert isinstance(pp.provenance_config.mode, pp.ProvenanceMode)
+    finally:
+        pp.provenance_config.mode = before
+
+
 # ---------------------------------------------------------------------------
 # Checkpoint directories with junk in them
 # ---------------------------------------------------------------------------

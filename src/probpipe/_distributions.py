@@ -57,7 +57,7 @@ def _as_rng(rng: Any) -> np.random.Generator:
 
 def _check_n(n: Any) -> int:
     if isinstance(n, (bool, np.timedelta64)) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"sample size n must be a non-negative int, got {n!r}")
+        raise TypeError(f"sample size n must be a non-negative int, got {shown(n)}")
     if n < 0:
         raise ValueError(f"sample size n must be a non-negative int, got {n}")
     return int(n)

@@ -50,11 +50,18 @@ class _ProvenanceConfig:
 
     @mode.setter
     def mode(self, value: ProvenanceMode | str) -> None:
-        try:
-            self._mode = ProvenanceMode(value.value if isinstance(value, ProvenanceMode) else value)
-        except ValueError:
-            choices = ", ".join(m.name for m in ProvenanceMode)
-            raise ValueError(f"provenance mode must be one of {choices}, got {value!r}") from None
+        if isinstance(value, ProvenanceMode):
+            self._mode = value
+            return
+        by_name = {m.value: m for m in ProvenanceMode}  # "full", "lightweight", "off"
+        if isinstance(value, str) and value.lower() in by_name:
+            self._mode = by_name[value.lower()]
+            return
+        choices = ", ".join(m.name for m in ProvenanceMode)
+        raise ValueError(
+            f"provenance mode must be one of {choices} (a ProvenanceMode, or its name in any "
+            f"case), got {shown(value)}"
+        )
 
     def __repr__(self) -> str:
         return f"provenance_config(mode={self._mode.name})"
