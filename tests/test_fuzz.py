@@ -553,6 +553,25 @@ def test_use_backend(name, data):
     assert pp.current_backend() is before
 
 
+@hang_limit
+@fuzz
+@given(name=st.one_of(backend_names, st.text(max_size=80)))
+def test_unknown_name_message_shape(name):
+    """What was wrong, where from, and a known name or none: one line, one sentence shape."""
+    from probpipe._suggest import ENGINE_ALIASES, shown, unknown_name_message
+
+    known = ["prefect", "prefect-dask", "prefect-ray", "sequential"]
+    assume(name not in known)
+    message = unknown_name_message(
+        "backend", name, known, source="environment variable X", aliases=ENGINE_ALIASES
+    )
+    assert message.startswith(f"unknown backend {shown(name)} (environment variable X). ")
+    assert message.endswith(f"Known: {', '.join(known)}.")
+    assert "\n" not in message and len(message) < 250
+    if "Did you mean" in message:
+        assert message.split("Did you mean '")[1].split("'?")[0] in known
+
+
 def test_suggestions_name_a_known_backend_or_none():
     """The "did you mean" of every fuzzed name is a known backend, never a made-up one."""
     from probpipe._suggest import ENGINE_ALIASES, suggest
