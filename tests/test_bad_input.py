@@ -424,6 +424,13 @@ CASES += [
         TypeError,
         r"chunksize must be .*timedelta64\(5,'s'\)",
     ),
+    # F30: accepted, then the call raised TypeError: float() argument must be ... timedelta
+    (
+        "timeout-timedelta",
+        lambda f: wf(f, timeout=np.timedelta64(5, "s")),
+        TypeError,
+        r"^timeout must be a number of seconds or None, got np\.timedelta64\(5,'s'\)$",
+    ),
     # -- fuzz F4: numpy MemoryError "Unable to allocate 8.00 TiB" at the call ---
     (
         "n-huge",

@@ -94,7 +94,7 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
         out["retries"] = int(retries)
     if out.get("timeout") is not None:
         timeout = out["timeout"]
-        if isinstance(timeout, bool) or not isinstance(
+        if isinstance(timeout, (bool, np.timedelta64)) or not isinstance(
             timeout, (int, float, np.integer, np.floating)
         ):
             raise TypeError(f"timeout must be a number of seconds or None, got {shown(timeout)}")
