@@ -478,6 +478,13 @@ CASES += [
         TypeError,
         r"^Beta: parameter 'b' must be an array, got .*which is not one",
     ),
+    # F31: accepted, with a ComplexWarning, the imaginary part silently dropped
+    (
+        "parameter-complex-in-object-array",
+        lambda f: pp.Normal(np.array([1j, 1.0], object)),
+        TypeError,
+        r"^Normal: parameter 'loc' must be real numbers, got array\(\[1j, 1\.0\], dtype=object\)$",
+    ),
     # -- fuzz F8, F15, F20: mixture components that are not a list -----------------
     # F8: TypeError: 'NoneType' object is not iterable
     (

@@ -26,7 +26,6 @@ tests/test_bad_input.py.
 from __future__ import annotations
 
 import json
-import math
 import os
 import pickle
 import tempfile
@@ -43,11 +42,13 @@ from hypothesis.extra import numpy as hnp
 import probpipe as pp
 
 PROFILES = {
-    # Deadlines are generous: the machine has 2 cores shared with other test
-    # runs; a real hang is caught by the per-test timeout below instead.
+    # No per-example deadline in CI: on a loaded 2-core machine a timing check
+    # only adds flaky failures (hypothesis replays a slow example and calls it
+    # flaky when the replay is fast). A hang still fails, through the per-test
+    # timeout below. The long profile keeps a deadline to point at slow paths.
     "ci": settings(
         max_examples=300,
-        deadline=timedelta(seconds=2),
+        deadline=None,
         derandomize=True,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -712,6 +713,7 @@ def test_checkpoint_directory_with_junk(junk, seed, as_file):
 
 
 def test_profiles_are_bounded():
-    """The CI profile stays small enough for `make test`'s budget."""
+    """The CI profile stays small and fixed enough for `make test`'s budget."""
     assert PROFILES["ci"].max_examples <= 500
-    assert math.isfinite(PROFILES["ci"].deadline.total_seconds())
+    assert PROFILES["ci"].derandomize
+    assert PROFILES["long"].max_examples > PROFILES["ci"].max_examples

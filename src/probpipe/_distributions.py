@@ -22,6 +22,7 @@ Broadcast protocol (private, used by :mod:`probpipe._plan`):
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -89,12 +90,22 @@ def _param(name: str, value: Any, owner: str) -> np.ndarray:
     if raw.dtype.kind not in "iufO":
         raise TypeError(f"{what} must be real numbers, got {shown(value)} (dtype {raw.dtype})")
     try:
-        arr = raw.astype(float)
+        arr = _as_float(raw)
     except (TypeError, ValueError, OverflowError):
         raise TypeError(f"{what} must be real numbers, got {shown(value)}") from None
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what} must be finite, got {shown(value)}")
     return arr
+
+
+def _as_float(arr: np.ndarray) -> np.ndarray:
+    """``arr.astype(float)``, but a complex value is a TypeError, not a dropped imaginary part."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        try:
+            return arr.astype(float)
+        except np.exceptions.ComplexWarning:
+            raise TypeError("complex values are not real numbers") from None
 
 
 def _event_shape(owner: str, **params: np.ndarray) -> tuple[int, ...]:
@@ -562,11 +573,15 @@ def _numeric(rows: Any, what: str) -> np.ndarray:
     arr = np.asarray(rows)
     if arr.dtype.kind in "biufc":
         return arr
-    try:
-        if arr.dtype.kind == "O":
-            return arr.astype(float)
-    except (TypeError, ValueError, OverflowError):
-        pass
+    if arr.dtype.kind == "O":  # Python numbers in an object array
+        try:
+            return _as_float(arr)
+        except (TypeError, ValueError, OverflowError):
+            pass
+        try:
+            return arr.astype(complex)
+        except (TypeError, ValueError, OverflowError):
+            pass
     raise TypeError(f"{what} is not numeric (dtype {arr.dtype}), so it has no mean or variance")
 
 

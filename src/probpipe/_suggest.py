@@ -19,9 +19,10 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# Names users type for an engine, and the backend that runs on it. Only
-# consulted for a name that is not registered: with the native Ray plugin
-# installed, "ray" is a backend of its own and stays that.
+# Names users type for an engine, and the backend that runs on it (keys are
+# written as _squash leaves them: lower case, no separators). Only consulted
+# for a name that is not registered: with the native Ray plugin installed,
+# "ray" is a backend of its own and stays that.
 ENGINE_ALIASES: dict[str, str] = {
     "dask": "prefect-dask",
     "distributed": "prefect-dask",
