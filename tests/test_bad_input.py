@@ -485,6 +485,15 @@ CASES += [
         TypeError,
         r"^Normal: parameter 'loc' must be real numbers, got array\(\[1j, 1\.0\], dtype=object\)$",
     ),
+    # F32: a field named "\n" split the message over two lines
+    (
+        "record-field-name-with-newline",
+        lambda f: pp.BootstrapReplicateDistribution(
+            pp.Record(**{"": np.zeros(0), "\n": np.zeros(3)})
+        ),
+        ValueError,
+        r"^Record fields must have equal lengths for row-wise use, got ''=0, '\\n'=3$",
+    ),
     # -- fuzz F8, F15, F20: mixture components that are not a list -----------------
     # F8: TypeError: 'NoneType' object is not iterable
     (

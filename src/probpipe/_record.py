@@ -41,6 +41,11 @@ def _frozen(value: Any, owned: bool = False) -> Any:
     return value
 
 
+def _label(key: str) -> str:
+    """A field name as a message shows it: bare if it is an identifier, else quoted."""
+    return key if key.isidentifier() else shown(key)
+
+
 class Record(Mapping):
     """Immutable named fields: ``Record(name="challenger", X=X, y=y)``.
 
@@ -136,7 +141,7 @@ class Record(Mapping):
         if len(set(lengths.values())) > 1:
             raise ValueError(
                 "Record fields must have equal lengths for row-wise use, got "
-                + ", ".join(f"{k}={n}" for k, n in lengths.items())
+                + ", ".join(f"{_label(k)}={n}" for k, n in lengths.items())
             )
         return next(iter(lengths.values()))
 
