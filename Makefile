@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.probpipe-installed
 DEPS   := pyproject.toml plugins/probpipe-ray/pyproject.toml constraints.txt
 
-.PHONY: demo test lint format docs bench setup clean
+.PHONY: demo test fuzz lint format docs bench setup clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ test: setup
 	$(BIN)/python -m ruff check src plugins tests benchmarks examples
 	$(BIN)/python -m ruff format --check src plugins tests benchmarks examples
 	$(BIN)/python -m pytest
+
+# Property-based fuzzing of the public surface, long profile: thousands of
+# fresh random inputs per property (make test runs a short, fixed profile).
+fuzz: setup
+	PROBPIPE_FUZZ_PROFILE=long $(BIN)/python -m pytest tests/test_fuzz.py -q
 
 lint: setup
 	$(BIN)/python -m ruff check src plugins tests benchmarks examples

@@ -148,7 +148,7 @@ def test_unknown_backend_lists_the_known_names():
     with pytest.raises(
         pp.BackendNotFoundError,
         match=r"unknown backend 'prefect-rey'.*"
-        r"did you mean 'prefect-ray'.*sequential",
+        r"Did you mean 'prefect-ray'.*sequential",
     ):
         pp.use_backend("prefect-rey")
     with pytest.raises(ValueError, match="prefect-dask"):  # also a ValueError
@@ -168,7 +168,7 @@ def test_missing_packages_give_the_install_command():
 @pytest.mark.parametrize(
     ("name", "options", "error", "match"),
     [
-        ("prefect-ray", {"adress": "auto"}, TypeError, r"'adress'.*did you mean 'address'"),
+        ("prefect-ray", {"adress": "auto"}, TypeError, r"'adress'.*Did you mean 'address'"),
         ("prefect-ray", {"address": "localhost"}, ValueError, r"Ray address.*'localhost'"),
         ("prefect-ray", {"address": 6379}, ValueError, "Ray address"),
         ("prefect-dask", {"address": "127.0.0.1:8786"}, ValueError, r"tcp://"),

@@ -77,8 +77,9 @@ class ExecutionBackend:
         for key in options:
             if key not in self.option_defaults:
                 raise TypeError(
-                    f"backend {self.name!r}: "
-                    + unknown_name_message("option", key, list(self.option_defaults))
+                    unknown_name_message(
+                        "option", key, list(self.option_defaults), owner=f"backend {self.name!r}"
+                    )
                 )
         self.options: dict[str, Any] = {**self.option_defaults, **options}
         self.validate_options()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import CheckpointError
+from ._suggest import brief, shown
 
 FORMAT = 1
 MAGIC = b"probpipe-checkpoint 1 sha256="
@@ -63,17 +64,30 @@ def recorded_seed(directory: str | os.PathLike, unseeded_fingerprint: str) -> in
         return None
     data = _read_manifest(manifest)
     if data.get("unseeded_fingerprint") == unseeded_fingerprint:
-        return int(data["seed"])
+        seed = data.get("seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise CheckpointError(
+                f"checkpoint manifest {manifest} records the seed {shown(seed)}, which is not "
+                "a seed; delete the directory to start over"
+            )
+        return seed
     return None
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(
-            f"checkpoint manifest {path} is unreadable ({exc}); delete the directory to start over"
+            f"checkpoint manifest {path} is unreadable ({brief(str(exc), 100)}); "
+            "delete the directory to start over"
         ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(
+            f"checkpoint manifest {path} is not a probpipe manifest (it holds "
+            f"{type(data).__name__} {shown(data)}); delete the directory to start over"
+        )
+    return data
 
 
 class Checkpoint:
@@ -136,11 +150,13 @@ class Checkpoint:
     def _differences(self, found: dict[str, Any]) -> str:
         mine = self._meta
         diffs = [
-            f"{key} {found.get(key)!r} there, {mine[key]!r} here"
+            f"{key} {shown(found.get(key))} there, {shown(mine[key])} here"
             for key in ("func", "seed", "n_rows")
             if found.get(key) != mine[key]
         ]
-        theirs, ours = found.get("inputs", {}), mine["inputs"]
+        theirs, ours = found.get("inputs"), mine["inputs"]
+        if not isinstance(theirs, dict):  # a hand-edited or foreign manifest
+            theirs = {}
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if changed:
             diffs.append(f"argument{'s' if len(changed) > 1 else ''} {', '.join(changed)} differ")
@@ -165,7 +181,13 @@ class Checkpoint:
         self._atomic_write(self.directory / name, MAGIC + digest + b"\n" + payload)
 
     def _read_rows(self, path: Path) -> tuple[list[int], list[Any]]:
-        blob = path.read_bytes()
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise CheckpointError(
+                f"checkpoint file {path} cannot be read ({type(exc).__name__}: "
+                f"{exc.strerror or exc}); delete it to recompute its rows"
+            ) from None
         header, _, payload = blob.partition(b"\n")
         if not header.startswith(MAGIC):
             raise CheckpointError(f"checkpoint file {path} is not a probpipe checkpoint")
@@ -177,13 +199,31 @@ class Checkpoint:
         try:
             data = pickle.loads(payload)
         except Exception as exc:
-            raise CheckpointError(f"checkpoint file {path} cannot be read: {exc}") from None
+            raise CheckpointError(
+                f"checkpoint file {path} cannot be read: {brief(str(exc), 100)}"
+            ) from None
+        if not isinstance(data, dict):
+            raise CheckpointError(
+                f"checkpoint file {path} is not a probpipe checkpoint (it holds "
+                f"{type(data).__name__} {shown(data)}); delete it to recompute its rows"
+            )
         if data.get("call") != self.fingerprint:
             raise CheckpointError(
                 f"checkpoint file {path} belongs to a different call; it is not mixed in. "
                 "Delete it, or use a new directory."
             )
-        return data["rows"], data["values"]
+        rows, values = data.get("rows"), data.get("values")
+        if (
+            not isinstance(rows, list)
+            or not isinstance(values, list)
+            or len(rows) != len(values)
+            or not all(isinstance(r, int) and not isinstance(r, bool) for r in rows)
+        ):
+            raise CheckpointError(
+                f"checkpoint file {path} is malformed (its rows and values do not match); "
+                "delete it to recompute its rows"
+            )
+        return rows, values
 
     @staticmethod
     def _atomic_write(path: Path, data: bytes) -> None:

@@ -22,12 +22,14 @@ Broadcast protocol (private, used by :mod:`probpipe._plan`):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ._record import Record
+from ._suggest import brief, shown
 
 __all__ = [
     "Beta",
@@ -55,26 +57,69 @@ def _as_rng(rng: Any) -> np.random.Generator:
 
 
 def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"sample size n must be a non-negative int, got {n!r}")
+    if isinstance(n, (bool, np.timedelta64)) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"sample size n must be a non-negative int, got {shown(n)}")
     if n < 0:
         raise ValueError(f"sample size n must be a non-negative int, got {n}")
     return int(n)
 
 
-def _param(name: str, value: Any, owner: str) -> np.ndarray:
+# NumPy's ufuncs handle at most 32 dimensions (arrays may have 64).
+_MAX_DIMS = 32
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    """``np.asarray(value)``, or a TypeError naming ``what`` when it is not an array."""
     try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"{owner}: parameter {name!r} must be numeric, got {value!r}") from None
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{owner}: parameter {name!r} must be finite, got {value!r}")
+        arr = np.asarray(value)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        raise TypeError(
+            f"{what} must be an array, got {shown(value)}, which is not one "
+            "(rows of different lengths, or nested too deep)"
+        ) from None
+    if arr.ndim > _MAX_DIMS:
+        raise ValueError(f"{what} has {arr.ndim} dimensions; at most {_MAX_DIMS} are supported")
     return arr
+
+
+def _param(name: str, value: Any, owner: str) -> np.ndarray:
+    what = f"{owner}: parameter {name!r}"
+    raw = _as_array(value, what)
+    # Booleans, text, complex numbers and dates convert to float without a
+    # word from NumPy; as a parameter they are a mistake.
+    if raw.dtype.kind not in "iufO":
+        raise TypeError(f"{what} must be real numbers, got {shown(value)} (dtype {raw.dtype})")
+    try:
+        arr = _as_float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"{what} must be real numbers, got {shown(value)}") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} must be finite, got {shown(value)}")
+    return arr
+
+
+def _as_float(arr: np.ndarray) -> np.ndarray:
+    """``arr.astype(float)``, but a complex value is a TypeError, not a dropped imaginary part."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        try:
+            return arr.astype(float)
+        except np.exceptions.ComplexWarning:
+            raise TypeError("complex values are not real numbers") from None
+
+
+def _event_shape(owner: str, **params: np.ndarray) -> tuple[int, ...]:
+    """The shape parameters broadcast to; a ValueError naming them if they do not."""
+    try:
+        return np.broadcast_shapes(*(p.shape for p in params.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k} {p.shape}" for k, p in params.items())
+        raise ValueError(f"{owner}: parameter shapes do not broadcast together: {shapes}") from None
 
 
 def _require_positive(name: str, arr: np.ndarray, owner: str, value: Any) -> None:
     if np.any(arr <= 0):
-        raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be > 0, got {shown(value)}")
 
 
 def _squeeze(x: np.ndarray) -> Any:
@@ -152,7 +197,7 @@ class Normal(Distribution):
         self.loc = _param("loc", loc, "Normal")
         self.scale = _param("scale", scale, "Normal")
         _require_positive("scale", self.scale, "Normal", scale)
-        self.event_shape = np.broadcast_shapes(self.loc.shape, self.scale.shape)
+        self.event_shape = _event_shape("Normal", loc=self.loc, scale=self.scale)
 
     def sample(self, n, rng=None):
         n = _check_n(n)
@@ -178,9 +223,11 @@ class Uniform(Distribution):
     def __init__(self, low: Any = 0.0, high: Any = 1.0):
         self.low = _param("low", low, "Uniform")
         self.high = _param("high", high, "Uniform")
+        self.event_shape = _event_shape("Uniform", low=self.low, high=self.high)
         if np.any(self.high <= self.low):
-            raise ValueError(f"Uniform: high must be > low, got low={low!r}, high={high!r}")
-        self.event_shape = np.broadcast_shapes(self.low.shape, self.high.shape)
+            raise ValueError(
+                f"Uniform: high must be > low, got low={shown(low)}, high={shown(high)}"
+            )
 
     def sample(self, n, rng=None):
         n = _check_n(n)
@@ -210,7 +257,7 @@ class Gamma(Distribution):
         self.rate = _param("rate", rate, "Gamma")
         _require_positive("shape", self.shape, "Gamma", shape)
         _require_positive("rate", self.rate, "Gamma", rate)
-        self.event_shape = np.broadcast_shapes(self.shape.shape, self.rate.shape)
+        self.event_shape = _event_shape("Gamma", shape=self.shape, rate=self.rate)
 
     def sample(self, n, rng=None):
         n = _check_n(n)
@@ -245,7 +292,7 @@ class Beta(Distribution):
         self.b = _param("b", b, "Beta")
         _require_positive("a", self.a, "Beta", a)
         _require_positive("b", self.b, "Beta", b)
-        self.event_shape = np.broadcast_shapes(self.a.shape, self.b.shape)
+        self.event_shape = _event_shape("Beta", a=self.a, b=self.b)
 
     def sample(self, n, rng=None):
         n = _check_n(n)
@@ -346,6 +393,9 @@ def _normalized_weights(weights: Any, n: int, owner: str) -> np.ndarray | None:
     total = w.sum()
     if total <= 0:
         raise ValueError(f"{owner}: weights must not all be zero")
+    if not np.isfinite(total):  # finite weights whose sum overflows: scale them first
+        w = w / w.max()
+        total = w.sum()
     return w / total
 
 
@@ -357,7 +407,7 @@ class EmpiricalDistribution(Distribution):
     """
 
     def __init__(self, samples: Any, weights: Any = None):
-        samples = np.asarray(samples)
+        samples = _as_array(samples, "EmpiricalDistribution: samples")
         if samples.ndim == 0:
             raise ValueError(
                 "EmpiricalDistribution: samples must have a leading sample axis, got a scalar"
@@ -434,7 +484,22 @@ class MixtureDistribution(Distribution):
     """
 
     def __init__(self, components: Sequence[Distribution], weights: Any = None):
-        components = list(components)
+        if (
+            isinstance(components, Distribution)
+            or not isinstance(components, Iterable)
+            or getattr(components, "ndim", None) == 0  # a 0-d array claims to be iterable
+        ):
+            raise TypeError(
+                "MixtureDistribution: components must be a list of probpipe distributions, "
+                f"got {shown(components)}"
+            )
+        try:
+            components = list(components)
+        except (TypeError, ValueError) as exc:  # a broken __len__ or __iter__
+            raise TypeError(
+                f"MixtureDistribution: could not read the components {shown(components)}: "
+                f"{type(exc).__name__}: {brief(str(exc), 100)}"
+            ) from exc
         if not components:
             raise ValueError("MixtureDistribution needs at least one component")
         for i, comp in enumerate(components):
@@ -503,6 +568,30 @@ class MixtureDistribution(Distribution):
 # ---------------------------------------------------------------------------
 
 
+def _numeric(rows: Any, what: str) -> np.ndarray:
+    """``rows`` as a numeric array, or a TypeError: text, dates and objects have no mean."""
+    arr = np.asarray(rows)
+    if arr.dtype.kind in "biufc":
+        return arr
+    if arr.dtype.kind == "O":  # Python numbers in an object array
+        try:
+            return _as_float(arr)
+        except (TypeError, ValueError, OverflowError):
+            pass
+        try:
+            return arr.astype(complex)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    raise TypeError(f"{what} is not numeric (dtype {arr.dtype}), so it has no mean or variance")
+
+
+def _average(rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """The (weighted) mean over rows; np.average divides by zero on rows of no values."""
+    if weights is None:
+        return rows.mean(axis=0)
+    return np.average(rows, axis=0, weights=weights)
+
+
 def _take_rows(shared: Any, idx: np.ndarray) -> Any:
     source = shared
     if isinstance(source, Record):
@@ -547,12 +636,13 @@ class BootstrapReplicateDistribution(Distribution):
             self.n_rows = source.n
             self.event_shape = source.samples.shape
         else:
-            if isinstance(source, (str, bytes)) or np.ndim(source) == 0:
+            what = "BootstrapReplicateDistribution: source"
+            arr = None if isinstance(source, (str, bytes)) else _as_array(source, what)
+            if arr is None or arr.ndim == 0:
                 raise TypeError(
-                    "BootstrapReplicateDistribution: source must have rows to resample "
-                    f"(an array, a Record or an EmpiricalDistribution), got the scalar {source!r}"
+                    f"{what} must have rows to resample (an array, a Record or an "
+                    f"EmpiricalDistribution), got {type(source).__name__} {shown(source)}"
                 )
-            arr = np.asarray(source)
             self.source = arr
             self.n_rows = arr.shape[0]
             self.event_shape = arr.shape
@@ -584,15 +674,17 @@ class BootstrapReplicateDistribution(Distribution):
     def mean(self):
         if isinstance(self.source, Record):
             raise NotImplementedError("mean() of a Record bootstrap: use boot[field].mean()")
-        row_mean = np.average(self.source, axis=0, weights=self._probs)
-        return np.broadcast_to(row_mean, self.source.shape).copy()
+        rows = _numeric(self.source, "BootstrapReplicateDistribution.mean(): the source")
+        row_mean = _average(rows, self._probs)
+        return np.broadcast_to(row_mean, rows.shape).copy()
 
     def var(self):
         if isinstance(self.source, Record):
             raise NotImplementedError("var() of a Record bootstrap: use boot[field].var()")
-        mu = np.average(self.source, axis=0, weights=self._probs)
-        row_var = np.average((self.source - mu) ** 2, axis=0, weights=self._probs)
-        return np.broadcast_to(row_var, self.source.shape).copy()
+        rows = _numeric(self.source, "BootstrapReplicateDistribution.var(): the source")
+        mu = _average(rows, self._probs)
+        row_var = _average((rows - mu) ** 2, self._probs)
+        return np.broadcast_to(row_var, rows.shape).copy()
 
     def _params(self):
         return {"source": self.source, "weights": self._probs}
@@ -622,11 +714,11 @@ class BootstrapFieldView(Distribution):
         return np.asarray(self.parent.source[self.field])[idx]
 
     def mean(self):
-        col = np.asarray(self.parent.source[self.field], dtype=float)
+        col = _numeric(self.parent.source[self.field], f"boot[{self.field!r}].mean(): the field")
         return np.broadcast_to(col.mean(axis=0), col.shape).copy()
 
     def var(self):
-        col = np.asarray(self.parent.source[self.field], dtype=float)
+        col = _numeric(self.parent.source[self.field], f"boot[{self.field!r}].var(): the field")
         return np.broadcast_to(col.var(axis=0), col.shape).copy()
 
     def _params(self):

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ._distributions import Distribution
+from ._options import MAX_ROWS
 from ._per_worker import PerWorker, build_here
 from ._seeds import fresh_seed, input_rng
+from ._suggest import brief, shown
 from ._worker import CallSpec, RowTask, _set_slot
 
 
@@ -35,9 +38,23 @@ class Sweep:
     def __init__(self, values: Iterable[Any]):
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise TypeError(
-                f"sweep() takes a sequence of values, got {type(values).__name__} {values!r}"
+                f"sweep() takes a sequence of values, got {type(values).__name__} {shown(values)}"
             )
-        self.values = list(values)
+        if getattr(values, "ndim", None) == 0:  # a 0-d array claims to be iterable
+            raise TypeError(f"sweep() takes a sequence of values, got the scalar {shown(values)}")
+        try:
+            size = len(values)  # type: ignore[arg-type]
+        except Exception:
+            size = None  # an iterator: counted as it is read
+        if size is not None and size > MAX_ROWS:
+            raise ValueError(f"sweep() got {size:,} values; a call runs at most {MAX_ROWS:,} rows")
+        try:
+            self.values = list(values)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"sweep() could not read the values of {shown(values)}: "
+                f"{type(exc).__name__}: {brief(str(exc), 120)}"
+            ) from exc
         for value in self.values:
             if isinstance(value, (Distribution, Sweep)):
                 raise TypeError(
@@ -55,8 +72,11 @@ class Sweep:
         return len(self.values)
 
     def __repr__(self) -> str:
-        shown = self.values if len(self.values) <= 6 else [*self.values[:3], "...", self.values[-1]]
-        return f"sweep({shown})"
+        values = self.values
+        parts = [shown(v, 40) for v in (values if len(values) <= 6 else values[:3])]
+        if len(values) > 6:
+            parts += ["...", shown(values[-1], 40)]
+        return f"sweep([{', '.join(parts)}])"
 
 
 def sweep(values: Iterable[Any]) -> Sweep:
@@ -154,6 +174,17 @@ def build_per_worker_here(signature: inspect.Signature, arguments: dict[str, Any
             _set_slot(arguments, slot, build_here(value, _slot_name(slot)))
 
 
+def _check_size(n: int, sweep_slots: list[tuple[tuple, Sweep]]) -> None:
+    """Refuse a call of more than MAX_ROWS rows before anything is drawn or laid out."""
+    n_rows = n * math.prod(len(s) for _, s in sweep_slots)
+    if n_rows > MAX_ROWS:
+        sizes = ", ".join(f"sweep {_slot_name(slot)!r}: {len(s):,}" for slot, s in sweep_slots)
+        raise ValueError(
+            f"this call would run {n_rows:,} rows (n_broadcast_samples={n:,}, {sizes}); "
+            f"a call runs at most {MAX_ROWS:,} rows. Split it into several calls."
+        )
+
+
 def plan_call(
     func: Any,
     signature: inspect.Signature,
@@ -183,13 +214,15 @@ def plan_call(
     if not dist_slots and not sweep_slots:
         return None
 
+    n = n_samples if dist_slots else 1
+    _check_size(n, sweep_slots)
+
     seed_given = seed is not None
     if seed is None:
         seed = fresh_seed()
 
     # Draw each distinct root once: the same object twice, or two co-sampled
     # views of one bootstrap, share a draw; equal but distinct objects do not.
-    n = n_samples if dist_slots else 1
     roots: list[Distribution] = []
     root_index: dict[int, int] = {}
     spec_dist_slots = []
@@ -201,7 +234,13 @@ def plan_call(
         spec_dist_slots.append((slot, root_index[id(root)], dist._materializer()))
     shared, tokens = [], []
     for k, root in enumerate(roots):
-        root_shared, root_tokens = root._draw(n, input_rng(seed, k))
+        try:
+            root_shared, root_tokens = root._draw(n, input_rng(seed, k))
+        except MemoryError:
+            raise ValueError(
+                f"drawing n_broadcast_samples={n:,} rows of {shown(root)} needs more memory "
+                "than this machine has; lower n_broadcast_samples"
+            ) from None
         shared.append(root_shared)
         tokens.append(root_tokens)
 

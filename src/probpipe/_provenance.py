@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ._suggest import shown
+
 __all__ = [
     "Parent",
     "Provenance",
@@ -48,11 +50,18 @@ class _ProvenanceConfig:
 
     @mode.setter
     def mode(self, value: ProvenanceMode | str) -> None:
-        try:
-            self._mode = ProvenanceMode(value.value if isinstance(value, ProvenanceMode) else value)
-        except ValueError:
-            choices = ", ".join(m.name for m in ProvenanceMode)
-            raise ValueError(f"provenance mode must be one of {choices}, got {value!r}") from None
+        if isinstance(value, ProvenanceMode):
+            self._mode = value
+            return
+        by_name = {m.value: m for m in ProvenanceMode}  # "full", "lightweight", "off"
+        if isinstance(value, str) and value.lower() in by_name:
+            self._mode = by_name[value.lower()]
+            return
+        choices = ", ".join(m.name for m in ProvenanceMode)
+        raise ValueError(
+            f"provenance mode must be one of {choices} (a ProvenanceMode, or its name in any "
+            f"case), got {shown(value)}"
+        )
 
     def __repr__(self) -> str:
         return f"provenance_config(mode={self._mode.name})"
@@ -71,17 +80,27 @@ def fingerprint(obj: Any) -> str:
     """A content hash of ``obj`` (hex): equal content gives equal fingerprints.
 
     Arrays hash their dtype, shape and bytes; distributions their class and
-    parameters; containers their items. Objects that cannot be pickled get a
+    parameters; containers their items. Objects that cannot be pickled (and
+    containers that hold themselves, or nest deeper than ``_MAX_DEPTH``) get a
     fingerprint based on their identity and are marked ``"id:"``.
     """
     h = hashlib.sha256()  # hardware-accelerated on x86: ~1.7 GB/s
-    if not _feed(h, obj):
+    if not _feed(h, obj, ()):
         return f"id:{type(obj).__qualname__}:{id(obj):x}"
     return h.hexdigest()[:32]
 
 
-def _feed(h: Any, obj: Any) -> bool:
-    """Feed ``obj`` into hash ``h``; False if it can only be identified by id."""
+# Containers nested deeper than this are identified by id: hashing them
+# would exhaust the interpreter's recursion limit.
+_MAX_DEPTH = 100
+
+
+def _feed(h: Any, obj: Any, outer: tuple[int, ...]) -> bool:
+    """Feed ``obj`` into hash ``h``; False if it can only be identified by id.
+
+    ``outer`` holds the ids of the containers ``obj`` sits in: one that holds
+    itself, or a nesting deeper than ``_MAX_DEPTH``, is not hashed by content.
+    """
     from ._distributions import Distribution
     from ._record import Record
 
@@ -90,26 +109,32 @@ def _feed(h: Any, obj: Any) -> bool:
         return True
     if isinstance(obj, np.generic):
         obj = np.asarray(obj)
-    if isinstance(obj, np.ndarray):
-        if obj.dtype == object:
-            h.update(f"objarray{obj.shape};".encode())
-            return all(_feed(h, item) for item in obj.ravel())
+    if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
         h.update(f"array:{obj.dtype.str}:{obj.shape};".encode())
-        h.update(memoryview(np.ascontiguousarray(obj)).cast("B"))
+        if obj.size:
+            # The raw bytes, read as uint8: works for every plain dtype (dates
+            # included), where a memoryview refuses some.
+            h.update(np.ascontiguousarray(obj).reshape(-1).view(np.uint8))
         return True
+    if id(obj) in outer or len(outer) >= _MAX_DEPTH:
+        return False
+    inner = (*outer, id(obj))
+    if isinstance(obj, np.ndarray):  # an array of Python objects
+        h.update(f"objarray{obj.shape};".encode())
+        return all(_feed(h, item, inner) for item in obj.ravel())
     if isinstance(obj, Record):
         h.update(f"Record:{obj.name!r};".encode())
-        return all(_feed(h, key) and _feed(h, obj[key]) for key in obj.fields)
+        return all(_feed(h, key, inner) and _feed(h, obj[key], inner) for key in obj.fields)
     if isinstance(obj, Distribution):
         h.update(f"{type(obj).__module__}.{type(obj).__qualname__};".encode())
-        return all(_feed(h, k) and _feed(h, v) for k, v in obj._params().items())
+        return all(_feed(h, k, inner) and _feed(h, v, inner) for k, v in obj._params().items())
     if isinstance(obj, (list, tuple)):
         h.update(f"{type(obj).__name__}[{len(obj)}];".encode())
-        return all(_feed(h, item) for item in obj)
+        return all(_feed(h, item, inner) for item in obj)
     if isinstance(obj, Mapping):
         h.update(f"map[{len(obj)}];".encode())
-        items = sorted(obj.items(), key=lambda kv: repr(kv[0]))
-        return all(_feed(h, k) and _feed(h, v) for k, v in items)
+        items = sorted(obj.items(), key=lambda kv: _sort_key(kv[0]))
+        return all(_feed(h, k, inner) and _feed(h, v, inner) for k, v in items)
     import cloudpickle
 
     try:
@@ -119,13 +144,27 @@ def _feed(h: Any, obj: Any) -> bool:
     return True
 
 
+def _sort_key(key: Any) -> str:
+    try:
+        return repr(key)
+    except Exception:
+        return f"<{type(key).__qualname__}>"
+
+
 # ---------------------------------------------------------------------------
 # JSON safety
 # ---------------------------------------------------------------------------
 
 
-def json_safe(value: Any) -> Any:
-    """Convert ``value`` to something ``json.dumps`` accepts, losing as little as possible."""
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """Convert ``value`` to something ``json.dumps`` accepts, losing as little as possible.
+
+    Containers nested deeper than ``_MAX_DEPTH`` (or holding themselves) are
+    kept as a short description rather than recursed into.
+    """
+    if _depth > _MAX_DEPTH:
+        return shown(value)
+    inner = _depth + 1
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -133,20 +172,23 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if isinstance(value, np.generic):
-        return json_safe(value.item())
+        return json_safe(value.item(), inner)
     if isinstance(value, np.ndarray):
         if value.size <= 64 and value.dtype != object:
-            return json_safe(value.tolist())
+            return json_safe(value.tolist(), inner)
         return f"<{value.dtype} array {value.shape}>"
     if isinstance(value, enum.Enum):
-        return json_safe(value.value)
+        return json_safe(value.value, inner)
     if isinstance(value, pathlib.PurePath):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v, inner) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [json_safe(v) for v in value]
-    return repr(value)
+        return [json_safe(v, inner) for v in value]
+    try:
+        return repr(value)
+    except Exception:  # a failing __repr__
+        return shown(value)
 
 
 # ---------------------------------------------------------------------------
@@ -200,17 +242,46 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        try:
-            return cls(
-                operation=data["operation"],
-                parents=tuple(
-                    Parent(name=p["name"], type=p["type"], fingerprint=p["fingerprint"])
-                    for p in data.get("parents", ())
-                ),
-                metadata=dict(data.get("metadata", {})),
+        """Read back what :meth:`to_dict` wrote; a malformed dict is a ValueError naming the key."""
+        where = "Provenance.from_dict"
+        if not isinstance(data, Mapping):
+            raise ValueError(
+                f"{where} needs a dict as made by Provenance.to_dict(), "
+                f"got {type(data).__name__} {shown(data)}"
             )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"not a provenance dict: missing or malformed {exc}") from None
+        if "operation" not in data:
+            raise ValueError(f"not a provenance dict: {where} found no 'operation' key")
+        operation = data["operation"]
+        if not isinstance(operation, str):
+            raise ValueError(
+                f"{where}: 'operation' must be a string such as 'broadcast', got {shown(operation)}"
+            )
+        parents = data.get("parents", ())
+        if not isinstance(parents, (list, tuple)):
+            raise ValueError(
+                f"{where}: 'parents' must be a list of {{name, type, fingerprint}} dicts, "
+                f"got {shown(parents)}"
+            )
+        read = []
+        for i, parent in enumerate(parents):
+            if not isinstance(parent, Mapping):
+                raise ValueError(
+                    f"{where}: parents[{i}] must be a dict with name, type and fingerprint, "
+                    f"got {shown(parent)}"
+                )
+            for key in ("name", "type", "fingerprint"):
+                if not isinstance(parent.get(key), str):
+                    raise ValueError(
+                        f"{where}: parents[{i}][{key!r}] must be a string, "
+                        f"got {shown(parent.get(key))}"
+                    )
+            read.append(
+                Parent(name=parent["name"], type=parent["type"], fingerprint=parent["fingerprint"])
+            )
+        metadata = data.get("metadata", {})
+        if not isinstance(metadata, Mapping):
+            raise ValueError(f"{where}: 'metadata' must be a dict, got {shown(metadata)}")
+        return cls(operation=operation, parents=tuple(read), metadata=dict(metadata))
 
     def __repr__(self) -> str:
         meta = self.metadata

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ._suggest import shown
+
 
 def _read_only_throughout(arr: np.ndarray) -> bool:
     """True if no writable array (or buffer) can reach ``arr``'s memory."""
@@ -39,6 +41,11 @@ def _frozen(value: Any, owned: bool = False) -> Any:
     return value
 
 
+def _label(key: str) -> str:
+    """A field name as a message shows it: bare if it is an identifier, else quoted."""
+    return key if key.isidentifier() else shown(key)
+
+
 class Record(Mapping):
     """Immutable named fields: ``Record(name="challenger", X=X, y=y)``.
 
@@ -53,7 +60,7 @@ class Record(Mapping):
 
     def __init__(self, name: str | None = None, **fields: Any):
         if name is not None and not isinstance(name, str):
-            raise TypeError(f"Record name must be a string or None, got {name!r}")
+            raise TypeError(f"Record name must be a string or None, got {shown(name)}")
         if not fields:
             raise ValueError("Record needs at least one field, e.g. Record(X=X, y=y)")
         object.__setattr__(self, "_name", name)
@@ -118,16 +125,23 @@ class Record(Mapping):
         """The common length of the fields; ValueError if they differ."""
         lengths = {}
         for key, value in self._data.items():
-            if np.ndim(value) == 0:
+            try:
+                ndim = np.ndim(value)
+            except (TypeError, ValueError, OverflowError, RecursionError):
                 raise ValueError(
-                    f"Record field {key!r} is a scalar; row-wise use needs arrays "
+                    f"Record field {shown(key)} is not an array (rows of different lengths, or "
+                    "nested too deep); row-wise use needs arrays of equal length in every field"
+                ) from None
+            if ndim == 0:
+                raise ValueError(
+                    f"Record field {shown(key)} is a scalar; row-wise use needs arrays "
                     "of equal length in every field"
                 )
             lengths[key] = len(value)
         if len(set(lengths.values())) > 1:
             raise ValueError(
                 "Record fields must have equal lengths for row-wise use, got "
-                + ", ".join(f"{k}={n}" for k, n in lengths.items())
+                + ", ".join(f"{_label(k)}={n}" for k, n in lengths.items())
             )
         return next(iter(lengths.values()))
 
@@ -155,8 +169,8 @@ class Record(Mapping):
             if isinstance(value, np.ndarray):
                 parts.append(f"{key}=<{value.dtype} array {value.shape}>")
             else:
-                parts.append(f"{key}={value!r}")
-        name = f"name={self._name!r}, " if self._name else ""
+                parts.append(f"{key}={shown(value)}")
+        name = f"name={shown(self._name)}, " if self._name else ""
         return f"Record({name}{', '.join(parts)})"
 
     def __reduce__(self):

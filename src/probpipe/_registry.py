@@ -20,7 +20,7 @@ import pluggy
 
 from . import _hookspecs
 from ._errors import BackendNotFoundError, BackendUnavailableError, PluginConflictError
-from ._options import unknown_name_message
+from ._suggest import ENGINE_ALIASES, shown, unknown_name_message
 
 ENTRY_POINT_GROUP = "probpipe"
 _REQUIRED_MEMBERS = ("map", "gather", "__enter__", "__exit__")
@@ -125,19 +125,28 @@ class _Registry:
         _ = self.plugin_manager  # loads the plugins on first use
         return dict(self._backends)
 
-    def lookup(self, name: str) -> type:
-        """The backend class for ``name``; errors list the known names / install command."""
+    def lookup(self, name: str, source: str | None = None) -> type:
+        """The backend class for ``name``; errors list the known names / install command.
+
+        ``source`` says where the name came from (``"environment variable
+        PROBPIPE_BACKEND"``), so the message can point there.
+        """
+        where = f" ({source})" if source else ""
         if not isinstance(name, str):
-            raise TypeError(f"a backend name must be a string, got {name!r}")
+            raise TypeError(f"a backend name{where} must be a string, got {shown(name)}")
         known = self.backends()
         if name not in known:
-            raise BackendNotFoundError(unknown_name_message("backend", name, list(known)))
+            raise BackendNotFoundError(
+                unknown_name_message(
+                    "backend", name, list(known), source=source, aliases=ENGINE_ALIASES
+                )
+            )
         cls = known[name][0]
         missing = _missing_modules(cls)
         if missing:
             hint = getattr(cls, "install_hint", "") or f"pip install {' '.join(missing)}"
             raise BackendUnavailableError(
-                f"backend {name!r} needs {', '.join(missing)}, which "
+                f"backend {name!r}{where} needs {', '.join(missing)}, which "
                 f"{'is' if len(missing) == 1 else 'are'} not installed. Install with: {hint}"
             )
         return cls
@@ -176,9 +185,9 @@ registry = _Registry()
 def check_backend_spec(spec: Any) -> None:
     """Validate a ``backend=`` option: a known, installed name or a backend object."""
     if isinstance(spec, str):
-        registry.lookup(spec)
+        registry.lookup(spec, source="option backend=")
     elif not (callable(getattr(spec, "map", None)) and callable(getattr(spec, "gather", None))):
         raise TypeError(
             f"backend must be a backend name (see probpipe.available_backends()) or a "
-            f"backend object, got {spec!r}"
+            f"backend object, got {shown(spec)}"
         )

@@ -121,7 +121,11 @@ def current_backend() -> Any:
         return scoped
     if _process_wide is not None:
         return _process_wide
-    return backend_by_name(os.environ.get(ENV_VAR) or DEFAULT_BACKEND)
+    from_env = os.environ.get(ENV_VAR)
+    if from_env and from_env not in _by_name:
+        # A typo in the environment says it came from there.
+        registry.lookup(from_env, source=f"environment variable {ENV_VAR}")
+    return backend_by_name(from_env or DEFAULT_BACKEND)
 
 
 def resolve_backend(option: Any) -> Any:

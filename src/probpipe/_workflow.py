@@ -14,6 +14,7 @@ from ._plan import Sweep, bind, build_per_worker_here, plan_call
 from ._provenance import fingerprint
 from ._seeds import fresh_seed, row_rng
 from ._selection import resolve_backend
+from ._suggest import shown
 
 RNG_PARAMETER = "rng"
 
@@ -34,7 +35,7 @@ class WorkflowFunction:
             options = {**func._given_options, **options}
             func = func.func
         if not callable(func):
-            raise TypeError(f"workflow_function needs a callable, got {func!r}")
+            raise TypeError(f"workflow_function needs a callable, got {shown(func)}")
         self.func = func
         self._given_options = validate_options(options)
         self.options: dict[str, Any] = {**DEFAULTS, **self._given_options}
@@ -55,6 +56,8 @@ class WorkflowFunction:
             keys = _checkpoint_keys(self, arguments)
             if seed is None:  # resume an unseeded call with the seed it used
                 seed = recorded_seed(self.options["checkpoint"], keys["unseeded"])
+        # Resolved before anything is drawn: a bad PROBPIPE_BACKEND fails here.
+        backend = resolve_backend(self.options["backend"])
         plan = plan_call(
             self.func,
             self.signature,
@@ -83,7 +86,6 @@ class WorkflowFunction:
             build_per_worker_here(self.signature, arguments)
             bound = inspect.BoundArguments(self.signature, arguments)
             return self.func(*bound.args, **bound.kwargs)
-        backend = resolve_backend(self.options["backend"])
         return execute(self, plan, backend)
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:

@@ -44,7 +44,7 @@ def test_importing_the_plugin_does_not_import_ray():
 
 
 def test_misspelled_option_suggests_the_right_one():
-    with pytest.raises(TypeError, match="did you mean 'address'"):
+    with pytest.raises(TypeError, match="Did you mean 'address'"):
         pp.use_backend("ray", adress="auto")
 
 

@@ -41,12 +41,14 @@ def _size(text: str) -> tuple[str, str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from probpipe.cli import OneLineParser  # command-line mistakes are one line
+
     from .workloads import WORKLOADS
 
     sizes = "; ".join(
         f"{w.key}: " + ", ".join(f"{k}={v}" for k, v in w.sizes.items()) for w in WORKLOADS.values()
     )
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="probpipe bench",
         description=(
             "Benchmark probpipe's backends against raw-engine baselines on the same "
@@ -158,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     if repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.timeout is not None and not args.timeout > 0:
+        parser.error(f"--timeout must be > 0 seconds, got {args.timeout}")
+    if not args.quiet_wait >= 0:
+        parser.error(f"--quiet-wait must be >= 0 seconds, got {args.quiet_wait}")
 
     sizes = {key: copy.deepcopy(w.quick if args.quick else w.sizes) for key, w in WORKLOADS.items()}
     for workload, key, value in args.size:
