@@ -135,7 +135,9 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
 
     options = wf.options
     fname = func_name(wf.func)
-    short_name = getattr(wf.func, "__name__", fname)
+    from ._callables import display_name
+
+    short_name = display_name(wf.func)  # TEMP: engines' run names (Prefect refuses "<lambda>")
     session = session_for(backend)
     backend_name = getattr(backend, "name", type(backend).__name__)
     ships = bool(session.flag("ships_to_processes"))
