@@ -432,6 +432,7 @@ def test_prefect_flow_runs_carry_the_display_names():
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
 
     from probpipe.engines import prefect as prefect_engine
 
@@ -443,10 +444,12 @@ def test_prefect_flow_runs_carry_the_display_names():
     async def read():
         with prefect_engine.settings_for_flows(prefect_engine.api_url()):
             async with get_client() as client:
-                flows = await client.read_flows(
-                    flow_filter=FlowFilter(name=FlowFilterName(any_=sorted(names)))
+                runs = await client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=sorted(names))),
+                    sort=FlowRunSort.START_TIME_DESC,
+                    limit=200,
                 )
-        return {flow.name for flow in flows}
+        return {run.name for run in runs}
 
     assert asyncio.run(read()) == names
 
