@@ -179,6 +179,14 @@ def test_a_callable_objects_attributes_do_not_replace_the_wrappers():
     np.testing.assert_array_equal(wf(pp.Normal(0, 1)).samples.shape, (2,))
 
 
+def test_a_functions_own_attributes_stay_readable_on_the_wrapper():
+    def tagged(x):
+        return x
+
+    tagged.unit = "kg"
+    assert pp.WorkflowFunction(tagged).unit == "kg"
+
+
 # ---------------------------------------------------------------------------
 # Identity by content, and what differs
 # ---------------------------------------------------------------------------
@@ -394,6 +402,19 @@ def test_an_unseeded_call_with_another_function_is_refused_without_seed_noise(tm
         run(Model(2.0))
     message = str(info.value).split("different call:")[1]
     assert message.count("differs") == 1 and "seed" not in message
+
+
+def test_strings_a_closure_holds_are_not_written_to_the_manifest(tmp_path):
+    def with_token(token):
+        def call_service(x):
+            return x + len(token)
+
+        return call_service
+
+    _checkpointed(with_token("token-1234-keep-private"), tmp_path)
+    assert "keep-private" not in (tmp_path / "manifest.json").read_text()
+    with pytest.raises(pp.CheckpointError, match="closure value 'token' of 'call_service' differs"):
+        _checkpointed(with_token("token-5678-keep-private"), tmp_path)
 
 
 def test_an_older_checkpoint_format_is_refused_with_the_fix(tmp_path):

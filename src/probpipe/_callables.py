@@ -184,7 +184,7 @@ def _is_library(obj: Any) -> bool:
 # Identity
 # ---------------------------------------------------------------------------
 
-# Scalars whose repr is exact and short are kept as "=<repr>", so a changed
+# Numbers whose repr is exact and short are kept as "=<repr>", so a changed
 # value can be shown in the error; everything else becomes a hash.
 _SHORT = 60
 
@@ -350,8 +350,8 @@ class _Walker:
             text = repr(value)
             if len(text) <= _SHORT:
                 return "=" + text
-        if isinstance(value, str) and len(value) <= _SHORT:
-            return "=" + repr(value)
+        # Strings are hashed like everything else: a checkpoint's manifest must
+        # not spell out a token or password a closure happens to hold.
         h = hashlib.sha256()
         self._feed(h, value, 0)
         return h.hexdigest()[:32]

@@ -41,9 +41,12 @@ class WorkflowFunction:
         self.options: dict[str, Any] = {**DEFAULTS, **self._given_options}
         self.signature = _signature(func)
         self.rng_param = RNG_PARAMETER if RNG_PARAMETER in self.signature.parameters else None
-        # Name and docs only: copying the callable's __dict__ (the default)
-        # would let a callable object's attributes overwrite ours.
+        # Name and docs, and the callable's own attributes where they do not
+        # clash with ours (a callable object's `options` must not replace ours).
         functools.update_wrapper(self, func, updated=())
+        for key, value in getattr(func, "__dict__", {}).items():
+            if key not in vars(self) and not hasattr(type(self), key):
+                setattr(self, key, value)
 
     def with_options(self, **options: Any) -> WorkflowFunction:
         """A new workflow function with some options changed; this one is unchanged."""
