@@ -116,6 +116,41 @@ def _iter_slots(signature: inspect.Signature, arguments: dict[str, Any]):
             yield (name,), value
 
 
+def bind(
+    signature: inspect.Signature,
+    func_name: str,
+    args: tuple,
+    kwargs: dict,
+    rng_param: str | None,
+) -> dict[str, Any]:
+    """Bind call arguments to the wrapped function's parameters: only those given.
+
+    Defaults are not filled in: the function applies its own, so a callable
+    that tells "given" from "defaulted" apart (a NumPy ufunc refuses both
+    ``dtype`` and ``signature``, even as None) behaves as when called directly.
+    """
+    if rng_param is not None and rng_param in kwargs:
+        raise TypeError(
+            f"{func_name}() receives {rng_param!r} from probpipe (a generator derived "
+            "from the seed and the row); do not pass it"
+        )
+    n_positional = sum(
+        1
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    )
+    names = list(signature.parameters)
+    if rng_param is not None and rng_param in names[: min(len(args), n_positional)]:
+        raise TypeError(f"{func_name}() receives {rng_param!r} from probpipe; do not pass it")
+    if rng_param is not None:
+        kwargs = {**kwargs, rng_param: None}  # placeholder; filled per row
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{func_name}(): {exc}") from None
+    return dict(bound.arguments)
+
+
 def build_per_worker_here(signature: inspect.Signature, arguments: dict[str, Any]) -> None:
     """Replace per-worker markers by their values, for a plain call run in this process."""
     for slot, value in list(_iter_slots(signature, arguments)):

@@ -11,7 +11,7 @@ from ._call import execute
 from ._callables import callable_identity, display_name, identity_digest, qualified_name
 from ._checkpoint import Checkpoint, call_fingerprint, recorded_seed
 from ._options import DEFAULTS, validate_options
-from ._plan import Sweep, build_per_worker_here, plan_call
+from ._plan import Sweep, bind, build_per_worker_here, plan_call
 from ._provenance import fingerprint
 from ._seeds import fresh_seed, row_rng
 from ._selection import resolve_backend
@@ -121,41 +121,6 @@ def _signature(func: Any) -> inspect.Signature:
     except ValueError:
         P = inspect.Parameter
         return inspect.Signature([P("args", P.VAR_POSITIONAL), P("kwargs", P.VAR_KEYWORD)])
-
-
-def bind(
-    signature: inspect.Signature,
-    func_name: str,
-    args: tuple,
-    kwargs: dict,
-    rng_param: str | None,
-) -> dict[str, Any]:
-    """Bind call arguments to the wrapped function's parameters: only those given.
-
-    Defaults are not filled in: the function applies its own, so a callable
-    that tells "given" from "defaulted" apart (a NumPy ufunc refuses both
-    ``dtype`` and ``signature``, even as None) behaves as when called directly.
-    """
-    if rng_param is not None and rng_param in kwargs:
-        raise TypeError(
-            f"{func_name}() receives {rng_param!r} from probpipe (a generator derived "
-            "from the seed and the row); do not pass it"
-        )
-    n_positional = sum(
-        1
-        for p in signature.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    )
-    names = list(signature.parameters)
-    if rng_param is not None and rng_param in names[: min(len(args), n_positional)]:
-        raise TypeError(f"{func_name}() receives {rng_param!r} from probpipe; do not pass it")
-    if rng_param is not None:
-        kwargs = {**kwargs, rng_param: None}  # placeholder; filled per row
-    try:
-        bound = signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(f"{func_name}(): {exc}") from None
-    return dict(bound.arguments)
 
 
 def defaults_not_given(signature: inspect.Signature, given: dict[str, Any]) -> dict[str, Any]:
