@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ._callables import display_name, qualified_name
 from ._dispatch import CallInfo, CallSummary, Dispatch
 from ._per_worker import PerWorker
 from ._plan import CallPlan
@@ -41,8 +42,8 @@ from ._worker import pickle_error
 
 
 def func_name(func: Any) -> str:
-    module = getattr(func, "__module__", None) or "?"
-    return f"{module}.{getattr(func, '__qualname__', repr(func))}"
+    """The function's module-qualified name for provenance (no memory addresses)."""
+    return qualified_name(func)
 
 
 # ---------------------------------------------------------------------------
@@ -135,7 +136,8 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
 
     options = wf.options
     fname = func_name(wf.func)
-    short_name = getattr(wf.func, "__name__", fname)
+    # Engines' run names: Prefect refuses "<lambda>" and names holding addresses.
+    short_name = display_name(wf.func)
     session = session_for(backend)
     backend_name = getattr(backend, "name", type(backend).__name__)
     ships = bool(session.flag("ships_to_processes"))

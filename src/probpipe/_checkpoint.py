@@ -7,7 +7,13 @@ and computes only the missing ones; because each row's randomness depends
 only on (seed, row), the result is bit-identical to an uninterrupted run.
 Without an explicit seed, the seed recorded in the directory is reused.
 
-Layout: ``manifest.json`` (format, call fingerprint, function, seed, rows)
+The function counts by content (:mod:`probpipe._callables`): its code,
+closure values, the globals it reads, a partial's arguments, a callable
+object's state. A directory written by a different function is refused with
+an error that says what differs; rows of two functions are never mixed.
+
+Layout: ``manifest.json`` (format, call fingerprint, function and its
+identity, seed, rows)
 and one ``rows-<first>-<last>.ckpt`` per finished chunk: a header line with a
 SHA-256 of the payload, then the payload (a pickle). Files are written to a
 temporary name and renamed, so a crash never leaves a half-written file under
@@ -30,31 +36,30 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._callables import identity_differences
 from ._errors import CheckpointError
 from ._suggest import brief, shown
 
-FORMAT = 1
+# 2: the function is identified by content (closures, partials, objects), not
+# by its bytecode alone.
+FORMAT = 2
 MAGIC = b"probpipe-checkpoint 1 sha256="
 _ROW_FILE = re.compile(r"^rows-(\d+)-(\d+)\.ckpt$")
 
 
-def call_fingerprint(func_id: str, inputs: dict[str, str], n_samples: int, seed: Any) -> str:
-    """The identity of a call: function, input fingerprints, size and seed."""
+def call_fingerprint(func_digest: str, inputs: dict[str, str], n_samples: int, seed: Any) -> str:
+    """The identity of a call: function (by content), input fingerprints, size and seed."""
     doc = json.dumps(
-        {"format": FORMAT, "func": func_id, "inputs": inputs, "n_samples": n_samples, "seed": seed},
+        {
+            "format": FORMAT,
+            "func": func_digest,
+            "inputs": inputs,
+            "n_samples": n_samples,
+            "seed": seed,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(doc.encode()).hexdigest()[:32]
-
-
-def func_identity(func: Any) -> str:
-    """Module, name and a hash of the code, so an edited function is a new call."""
-    name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
-    code = getattr(func, "__code__", None)
-    if code is not None:
-        digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
-        name += f"#{digest}"
-    return name
 
 
 def recorded_seed(directory: str | os.PathLike, unseeded_fingerprint: str) -> int | None:
@@ -102,15 +107,21 @@ class Checkpoint:
         func: str,
         seed: int,
         n_rows: int,
+        identity: dict[str, Any] | None = None,
         inputs: dict[str, str] | None = None,
+        seed_drawn_here: bool = False,
     ):
         self.directory = Path(directory)
         self.fingerprint = fingerprint
+        # A seed drawn for this call (none given, none recorded) differs from
+        # any recorded one; not worth naming when something else differs.
+        self._seed_drawn_here = seed_drawn_here
         self._meta = {
             "format": FORMAT,
             "fingerprint": fingerprint,
             "unseeded_fingerprint": unseeded_fingerprint,
             "func": func,
+            "identity": identity or {},
             "seed": seed,
             "n_rows": n_rows,
             "inputs": inputs or {},
@@ -149,17 +160,26 @@ class Checkpoint:
 
     def _differences(self, found: dict[str, Any]) -> str:
         mine = self._meta
-        diffs = [
-            f"{key} {shown(found.get(key))} there, {shown(mine[key])} here"
-            for key in ("func", "seed", "n_rows")
-            if found.get(key) != mine[key]
-        ]
+        if found.get("format") != FORMAT:
+            return (
+                f"it was written by another probpipe version (checkpoint format "
+                f"{shown(found.get('format'))}, this one writes {FORMAT})"
+            )
+        diffs = []
+        if found.get("func") != mine["func"]:
+            diffs.append(f"function {shown(found.get('func'))} there, {shown(mine['func'])} here")
+        else:
+            diffs.extend(identity_differences(found.get("identity"), mine["identity"]))
+        if found.get("n_rows") != mine["n_rows"]:
+            diffs.append(f"n_rows {shown(found.get('n_rows'))} there, {mine['n_rows']!r} here")
         theirs, ours = found.get("inputs"), mine["inputs"]
         if not isinstance(theirs, dict):  # a hand-edited or foreign manifest
             theirs = {}
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if changed:
             diffs.append(f"argument{'s' if len(changed) > 1 else ''} {', '.join(changed)} differ")
+        if found.get("seed") != mine["seed"] and not (self._seed_drawn_here and diffs):
+            diffs.append(f"seed {shown(found.get('seed'))} there, {mine['seed']!r} here")
         return "; ".join(diffs) or "its recorded fingerprint differs"
 
     def write(self, rows: list[int], values: list[Any]) -> None:

@@ -143,7 +143,12 @@ def bind(
     kwargs: dict,
     rng_param: str | None,
 ) -> dict[str, Any]:
-    """Bind call arguments to the wrapped function's parameters (defaults applied)."""
+    """Bind call arguments to the wrapped function's parameters: only those given.
+
+    Defaults are not filled in: the function applies its own, so a callable
+    that tells "given" from "defaulted" apart (a NumPy ufunc refuses both
+    ``dtype`` and ``signature``, even as None) behaves as when called directly.
+    """
     if rng_param is not None and rng_param in kwargs:
         raise TypeError(
             f"{func_name}() receives {rng_param!r} from probpipe (a generator derived "
@@ -163,7 +168,6 @@ def bind(
         bound = signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{func_name}(): {exc}") from None
-    bound.apply_defaults()
     return dict(bound.arguments)
 
 

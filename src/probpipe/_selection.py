@@ -8,6 +8,12 @@ context manager it is scoped instead: on entry the process-wide choice goes
 back to what it was (the scoped one lives in a ContextVar, so threads and
 asyncio tasks that did not enter the block are unaffected) and on exit the
 previous backend is restored and the scoped one stopped.
+
+Asking again for the process-wide backend with the same name and options (a
+notebook's setup cell run twice) returns that same backend: nothing
+restarts, and leaving a ``with`` block of it stops nothing. Different options
+make a new backend; the one it replaces is stopped before the new one starts
+(at the next call), and stops only what it started itself.
 """
 
 from __future__ import annotations
@@ -54,10 +60,15 @@ def backend_by_name(name: str) -> Any:
 
 
 class BackendChoice:
-    """What :func:`use_backend` returns: the chosen backend, usable as a context manager."""
+    """What :func:`use_backend` returns: the chosen backend, usable as a context manager.
 
-    def __init__(self, backend: Any, previous: Any, token: contextvars.Token):
+    ``reused``: the backend was already active (same name and options), so
+    this choice owns nothing and its ``with`` block stops nothing.
+    """
+
+    def __init__(self, backend: Any, previous: Any, token: contextvars.Token, reused: bool = False):
         self.backend = backend
+        self.reused = reused
         self._previous = previous
         self._token = token
 
@@ -66,6 +77,8 @@ class BackendChoice:
 
     def __enter__(self) -> Any:
         global _process_wide
+        if self.reused:
+            return self.backend  # already active: nothing to hand back or restore
         with _lock:
             # Scoped after all: the process-wide choice goes back to what it was.
             if _process_wide is self.backend:
@@ -76,9 +89,11 @@ class BackendChoice:
         return self.backend
 
     def __exit__(self, *exc_info: Any) -> None:
+        _scoped.reset(self._token)
+        if self.reused:
+            return  # it belongs to the choice that made it; that one stops it
         with _lock:
             _entered.discard(id(self.backend))
-        _scoped.reset(self._token)
         session_for(self.backend).close()
 
     def __repr__(self) -> str:
@@ -93,16 +108,38 @@ def use_backend(name: str, **options: Any) -> BackendChoice:
     engine itself starts on first use. As a context manager the choice is
     scoped to the block, and the backend is stopped on exit. A backend
     replaced by a later ``use_backend`` is stopped too.
+
+    The same name and options as the active backend (a re-run notebook cell)
+    give back the active backend itself: nothing restarts.
     """
     global _process_wide
-    backend = create_backend(name, **options)
+    backend = create_backend(name, **options)  # validates, starts nothing
     with _lock:
+        active = _process_wide
+        if active is None:  # the environment's choice, if a call already made it
+            active = _by_name.get(os.environ.get(ENV_VAR) or DEFAULT_BACKEND)
+        if active is not None and _same_backend(active, backend):
+            # A re-run setup cell: keep the running backend (process-wide now,
+            # if it was the environment's choice).
+            previous = _process_wide
+            _process_wide = active
+            return BackendChoice(active, previous, _scoped.set(active), reused=True)
         previous = _process_wide
         _process_wide = backend
         token = _scoped.set(backend)
         if previous is not None:
             _replaced.append(previous)
     return BackendChoice(backend, previous, token)
+
+
+def _same_backend(a: Any, b: Any) -> bool:
+    """Same class and equal options (after defaults)."""
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(getattr(a, "options", None) == getattr(b, "options", None))
+    except Exception:  # options that cannot be compared (arrays): treat as different
+        return False
 
 
 def _stop_replaced() -> None:

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import sys
 from typing import Any
 
 from .._errors import BackendConnectionError
@@ -60,6 +61,7 @@ class DaskCluster:
 
         level = engine_log_level()
         if self.address is None:
+            forget_main_file_that_names_no_file()
             config = {
                 "distributed.scheduler.allowed-failures": 0,
                 # The statistical profiler samples every thread's stack each
@@ -126,6 +128,29 @@ class DaskCluster:
             # Its workers' shutdown notices are ours, not the user's.
             with quiet_logger("distributed", logging.ERROR):
                 cluster.close()
+
+
+def forget_main_file_that_names_no_file() -> None:
+    """Drop ``__main__.__file__`` when it names no file (``'<stdin>'``).
+
+    Dask starts its worker processes with multiprocessing's "spawn", which
+    re-runs the parent's main script in every worker when ``__main__`` has a
+    ``__file__``. A script piped on stdin (``python - <<EOF``) has
+    ``__file__ == '<stdin>'``, so every worker died with FileNotFoundError.
+    Without ``__file__`` (as under ``python -c`` or in a notebook) workers
+    skip that step; functions defined in ``__main__`` reach them by value
+    (cloudpickle) anyway. Workers restarted later by the nanny need the same,
+    so the attribute is removed for good, not just while starting.
+    """
+    from multiprocessing import process
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str) or getattr(main, "__spec__", None) is not None:
+        return  # no file, or `python -m module`: workers import it by name
+    # Relative to where Python started, as multiprocessing resolves it.
+    if not os.path.isfile(os.path.join(process.ORIGINAL_DIR or "", path)):
+        del main.__file__
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

@@ -16,6 +16,7 @@ Where a call's flow runs report to, in order:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
@@ -163,14 +164,30 @@ def server_pid() -> int | None:
 
 
 def drain_events(timeout: float = 5.0) -> None:
-    """Send what Prefect's background event and log senders still hold."""
-    for module, name in (
-        ("prefect.events.worker", "EventsWorker"),
-        ("prefect.logging.handlers", "APILogWorker"),
-    ):
-        with contextlib.suppress(Exception):
-            worker_cls = getattr(__import__(module, fromlist=[name]), name)
-            worker_cls.drain_all(timeout=timeout)
+    """Send what Prefect's background event and log senders still hold.
+
+    ``drain_all`` only returns an un-awaited coroutine when the calling thread
+    runs an event loop (a Jupyter cell does), so there it runs on a helper
+    thread, which has none.
+    """
+
+    def drain() -> None:
+        for module, name in (
+            ("prefect.events.worker", "EventsWorker"),
+            ("prefect.logging.handlers", "APILogWorker"),
+        ):
+            with contextlib.suppress(Exception):
+                worker_cls = getattr(__import__(module, fromlist=[name]), name)
+                worker_cls.drain_all(timeout=timeout)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        drain()
+        return
+    helper = threading.Thread(target=drain, name="probpipe-prefect-drain", daemon=True)
+    helper.start()
+    helper.join()
 
 
 def settings_for_flows(url: str | None) -> Any:
