@@ -576,11 +576,11 @@ CASES += [
     # F26: AttributeError: 'list' object has no attribute 'get'
     (
         "checkpoint-manifest-inputs-list",
-        lambda f: wf(f, checkpoint=junk_checkpoint({"manifest.json": b'{"": null, "inputs": []}'}))(
-            x=pp.sweep([1.0, 2.0])
-        ),
+        lambda f: wf(
+            f, checkpoint=junk_checkpoint({"manifest.json": b'{"format": 2, "inputs": []}'})
+        )(x=pp.sweep([1.0, 2.0])),
         pp.CheckpointError,
-        r"holds rows of a different call: func None there",
+        r"holds rows of a different call: function None there",
     ),
     (
         "checkpoint-manifest-a-list",
