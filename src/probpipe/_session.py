@@ -58,11 +58,7 @@ class Session:
                 self.started = True
                 self.id = uuid.uuid4().hex
                 _live_sessions.add(self)
-                # atexit runs handlers last-in first-out: re-registering after
-                # the engine has started (and registered its own handlers)
-                # makes our orderly stop run before the engine's teardown.
-                atexit.unregister(close_all_sessions)
-                atexit.register(close_all_sessions)
+                _run_our_exit_first()
 
     def close(self, interrupted: KeyboardInterrupt | None = None) -> None:
         """Stop the backend if it was started; safe to call twice.
@@ -102,7 +98,12 @@ class Session:
 
             return body(submit, max(1, int(parallelism)))
 
-        return self._optional("run_call")(call, body_on_futures)
+        try:
+            return self._optional("run_call")(call, body_on_futures)
+        finally:
+            # Engines register exit handlers lazily (Prefect's event sender
+            # on a call's first event): ours must still run before theirs.
+            _run_our_exit_first()
 
     def is_worker_lost(self, exc: BaseException) -> bool:
         try:
@@ -154,6 +155,17 @@ def session_for(backend: Any) -> Session:
             except TypeError:
                 _sessions_by_id[id(backend)] = session
         return session
+
+
+def _run_our_exit_first() -> None:
+    """Make :func:`close_all_sessions` the next exit handler to run.
+
+    atexit runs handlers last-in first-out: re-registering after an engine
+    registered its own makes our orderly stop (which flushes what the engine
+    still holds, then stops it) run before the engine's teardown.
+    """
+    atexit.unregister(close_all_sessions)
+    atexit.register(close_all_sessions)
 
 
 def close_all_sessions() -> None:

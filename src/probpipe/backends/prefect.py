@@ -152,6 +152,7 @@ class _PrefectBackend(ExecutionBackend):
         )
         with prefect_engine.settings_for_flows(self._api_url), own_run():
             call_flow(return_state=True)
+        prefect_engine.flush_before_prefect_exits()
         if "error" in outcome:
             raise outcome["error"]
         if outcome.get("interrupted"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import threading
 from typing import Any
 
 from .._errors import BackendConnectionError
-from ._logs import without_info
+from ._logs import quiet_logger, without_info
 
 _lock = threading.Lock()
 _users = 0
@@ -176,7 +177,9 @@ def drain_events(timeout: float = 5.0) -> None:
             ("prefect.events.worker", "EventsWorker"),
             ("prefect.logging.handlers", "APILogWorker"),
         ):
-            with contextlib.suppress(Exception):
+            # While it sends, the sender logs "Still processing items" under
+            # its class name: progress of our own flush, not a problem.
+            with contextlib.suppress(Exception), quiet_logger(name, logging.ERROR):
                 worker_cls = getattr(__import__(module, fromlist=[name]), name)
                 worker_cls.drain_all(timeout=timeout)
 
@@ -188,6 +191,26 @@ def drain_events(timeout: float = 5.0) -> None:
     helper = threading.Thread(target=drain, name="probpipe-prefect-drain", daemon=True)
     helper.start()
     helper.join()
+
+
+_flush_registered_for: tuple[int, ...] = ()
+
+
+def flush_before_prefect_exits() -> None:
+    """Send this process's pending events at exit before Prefect's own sender
+    stops (it would print "Still processing items" while it sends them).
+
+    Prefect's sender stops in a ``threading`` exit hook, which runs before any
+    ``atexit`` handler, in last-registered-first order; the hook is registered
+    when a sender starts, so ours is registered (once) after each new sender.
+    """
+    global _flush_registered_for
+    from prefect.events.worker import EventsWorker
+
+    senders = tuple(id(sender) for sender in EventsWorker._instances.values())
+    if senders and senders != _flush_registered_for:
+        _flush_registered_for = senders
+        threading._register_atexit(drain_events)
 
 
 def settings_for_flows(url: str | None) -> Any:
