@@ -111,12 +111,9 @@ def _restore(factory: Any, args: tuple, kwargs: dict, fingerprint: str) -> PerWo
 
 
 def _content_fingerprint(factory: Any, args: tuple, kwargs: dict) -> str:
-    from ._callables import callable_identity, identity_digest
     from ._provenance import fingerprint
 
-    # The factory by content (code, closure values, globals it reads), so a
-    # re-run notebook cell that defines the same factory reuses built values.
-    digest = fingerprint((identity_digest(callable_identity(factory)), args, kwargs))
+    digest = fingerprint((factory, args, kwargs))
     if digest.startswith("id:"):
         # Unpicklable content: an id-based hash could be reused by another
         # object once this one is gone, so give this marker a unique key.
