@@ -373,6 +373,10 @@ class PrefectRayBackend(_PrefectBackend):
     def is_worker_lost(self, exc):
         return ray_engine.is_worker_lost(exc)
 
+    def describe(self):
+        # The cluster actually used (which head "auto" found), as `ray` records it.
+        return {**super().describe(), **ray_engine.connection_details()}
+
 
 def _prefect_dask_client_class() -> type:
     from prefect_dask.client import PrefectDaskClient
