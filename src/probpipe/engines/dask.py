@@ -50,6 +50,11 @@ class DaskCluster:
         self.client: Any = None
 
     def start(self) -> DaskCluster:
+        if self.address is not None:
+            # First, before importing distributed (seconds): this fails in about a
+            # second, naming what answers there, where distributed.Client blocked
+            # for 300 s on an HTTP port despite its timeout.
+            check_dask_scheduler(self.address)
         quiet_this_process()
         import dask
         import distributed
@@ -76,9 +81,6 @@ class DaskCluster:
             target = self.cluster
         else:
             target = self.address
-            # Fails in about a second, naming what answers there: distributed.Client
-            # blocked for 300 s on an HTTP port despite its timeout.
-            check_dask_scheduler(self.address)
         try:
             client_class = self.client_class or distributed.Client
             self.client = client_class(target, set_as_default=False, timeout="10s")

@@ -23,6 +23,7 @@ If the user called ``ray.init`` themselves, that connection is used as is.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import math
 import numbers
@@ -78,9 +79,22 @@ def _merged_runtime_env(user: dict[str, Any] | None, extra_env: dict[str, str] |
     env = {**worker_env(), **(extra_env or {})}
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    # In a Ray Job, Ray refuses an env var the job's own runtime_env also sets
+    # ("Failed to merge the Job's runtime env"); the job's value is the user's.
+    for key in _ray_job_env_vars():
+        env.pop(key, None)
     merged = dict(user or {})
     merged["env_vars"] = {**env, **merged.get("env_vars", {})}
     return merged
+
+
+def _ray_job_env_vars() -> dict[str, str]:
+    """The env_vars of the Ray Job this driver runs in (``ray job submit``), if any."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # set by Ray's job supervisor
+    try:
+        return dict((json.loads(raw or "{}").get("runtime_env") or {}).get("env_vars") or {})
+    except (ValueError, AttributeError, TypeError):
+        return {}
 
 
 def acquire(
