@@ -467,7 +467,7 @@ def test_dask_worker_killed_mid_call_loses_no_row(external_dask_scheduler, tmp_p
     killer = threading.Thread(target=kill_the_first_row_worker)
     killer.start()
     f = pp.WorkflowFunction(_rows.marked_value, seed=4, chunksize=1)
-    args = {"x": pp.sweep(range(6)), "marker_dir": str(markers), "seconds": 1.0}
+    args = {"x": pp.sweep(range(6)), "marker_dir": str(markers), "seconds": 0.5}
     with pp.use_backend("prefect-dask", address=address):
         got = f(**args)
     killer.join()
@@ -509,7 +509,9 @@ WRONG = [
 ]
 
 
-@pytest.mark.parametrize(("name", "address", "says"), WRONG, ids=[f"{n}-{a}".replace("{", "").replace("}", "") for n, a, _ in WRONG])
+@pytest.mark.parametrize(
+    ("name", "address", "says"), WRONG, ids=[re.sub("[{}]", "", f"{n}-{a}") for n, a, _ in WRONG]
+)
 def test_wrong_address_fails_fast_naming_what_answers(
     name, address, says, http_server, dask_with_dashboard, ray_head
 ):
