@@ -537,11 +537,20 @@ def test_wrong_address_fails_fast_naming_what_answers(
     assert repr(address) in str(caught.value)
 
 
-def test_stale_ray_address_with_auto_fails_fast(monkeypatch):
-    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{free_port()}")
-    f = pp.WorkflowFunction(_rows.identity, n_broadcast_samples=2, seed=1)
-    with (
-        pytest.raises(pp.BackendConnectionError, match=r"address='auto' uses RAY_ADDRESS="),
-        pp.use_backend("ray", address="auto"),
-    ):
-        f(pp.Normal(0, 1))
+def test_stale_ray_address_with_auto_fails_fast():
+    """A RAY_ADDRESS left over from a cluster that is gone: "auto" says so at once."""
+    stale = f"127.0.0.1:{free_port()}"
+    out = run_driver(
+        """
+        import json
+        import probpipe as pp
+        from probpipe.testing import _rows
+        try:
+            with pp.use_backend("ray", address="auto"):
+                pp.WorkflowFunction(_rows.identity, n_broadcast_samples=2, seed=1)(pp.Normal(0, 1))
+        except pp.BackendConnectionError as exc:
+            print(json.dumps({"error": str(exc)}))
+        """,
+        env={"RAY_ADDRESS": stale},
+    )
+    assert out["error"].startswith(f"address='auto' uses RAY_ADDRESS={stale}, and: cannot reach")

@@ -107,9 +107,14 @@ def acquire(
     check_address(address)
     # A wrong host:port fails here in about a second, naming what answers
     # there, instead of in Ray's minutes of retries. "auto" uses RAY_ADDRESS
-    # when it is set, so a stale one is checked too.
-    target = _auto_target() if address == "auto" else address
-    head = _check_head(address, target) if target and target != "auto" else None
+    # (or the last `ray start`'s address file), so a stale one is checked too,
+    # unless this process is connected already (then "auto" resolves to nothing).
+    target = address
+    if address == "auto":
+        ray_module = sys.modules.get("ray")
+        connected = _users > 0 or (ray_module is not None and ray_module.is_initialized())
+        target = None if connected else _auto_target()
+    head = _check_head(address, target) if target else None
     with _lock:
         if _users and _address != address:
             raise BackendConnectionError(
@@ -239,7 +244,7 @@ def _check_head(address: str, target: str) -> RayService | None:
     """What answers at ``target`` (the address, or what "auto" resolves to)."""
     if address != "auto":
         return check_ray(target)
-    if not _ADDRESS.match(target):
+    if target == "auto" or not _ADDRESS.match(target):
         return None  # Ray will say what is wrong with it
     try:
         return check_ray(target)
