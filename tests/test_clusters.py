@@ -394,6 +394,25 @@ def test_ray_client_with_token_auth_on_both_ray_backends(ray_head, prefect_api_u
     assert alive(before) == before  # the head is left running
 
 
+def test_ray_client_with_a_wrong_token_says_so(ray_head):
+    """Instead of Ray Client's 30 s wait and "connection timeout"."""
+    out = run_driver(
+        f"""
+        import json
+        import probpipe as pp
+        from probpipe.testing import _rows
+        try:
+            with pp.use_backend("ray", address={ray_head["client"]!r}):
+                pp.WorkflowFunction(_rows.identity, n_broadcast_samples=2, seed=1)(pp.Normal(0, 1))
+        except pp.BackendConnectionError as exc:
+            print(json.dumps({{"error": str(exc)}}))
+        """,
+        env={"RAY_AUTH_TOKEN": "not-the-heads-token"},
+    )
+    assert "requires token authentication, and it refuses the token found here" in out["error"]
+    assert "ray get-auth-token" in out["error"]
+
+
 def test_ray_job_submit_of_a_script_using_auto(ray_head, prefect_api_url, tmp_path):
     """A script submitted with `ray job submit` runs on the head; "auto" finds it."""
     (tmp_path / "job.py").write_text(

@@ -20,6 +20,7 @@ Errors name the address, what answered there, and the fix.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
@@ -56,7 +57,7 @@ def probe(host: str, port: int, *, greeting_wait: float = GREETING_WAIT) -> Answ
     ``ConnectionRefusedError``, ``TimeoutError``...) when nothing can be reached.
     """
     with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as sock:
-        greeting = _read(sock, greeting_wait)
+        greeting = _read_greeting(sock, greeting_wait)
         if greeting:
             return _classify_greeting(greeting)
         # Silent: perhaps an HTTP server, which waits for a request.
@@ -76,11 +77,10 @@ def probe(host: str, port: int, *, greeting_wait: float = GREETING_WAIT) -> Answ
     return _classify_greeting(reply)  # a late greeting (a busy server), or something else
 
 
-def _read(sock: socket.socket, wait: float, until: bytes = b"", limit: int = 4096) -> bytes:
-    """What arrives within ``wait`` seconds, up to EOF or ``limit`` bytes.
+def _read_greeting(sock: socket.socket, wait: float, limit: int = 4096) -> bytes:
+    """What the server sends first, within ``wait`` seconds.
 
-    With ``until``, stops once that is seen; without it (a greeting, which comes in
-    one or two segments), stops 50 ms after the first bytes.
+    A greeting comes in one or two segments: stop 50 ms after the first bytes.
     """
     data = b""
     deadline = time.monotonic() + wait
@@ -96,14 +96,12 @@ def _read(sock: socket.socket, wait: float, until: bytes = b"", limit: int = 409
         if not chunk:
             break
         data += chunk
-        if until and until in data:
-            break
-        if not until:
-            deadline = min(deadline, time.monotonic() + 0.05)
+        deadline = min(deadline, time.monotonic() + 0.05)
     return data
 
 
 def _read_to_eof(sock: socket.socket, wait: float, limit: int = 65536) -> bytes:
+    """Everything until the server closes, within ``wait`` seconds."""
     data = b""
     deadline = time.monotonic() + wait
     while len(data) < limit and time.monotonic() < deadline:
@@ -263,8 +261,6 @@ def check_ray(address: str) -> RayService | None:
     (``RAY_USE_TLS``): then the client speaks first and only the TCP connection
     is checked.
     """
-    import os
-
     client = address.startswith("ray://")
     service = "Ray Client server" if client else "Ray head (GCS)"
     fix = (
@@ -314,7 +310,7 @@ def check_ray(address: str) -> RayService | None:
 
 
 def _grpc_status(target: str, service: str, metadata: tuple = ()) -> str:
-    """The gRPC status name of one cheap Ray call (a ping), made without credentials."""
+    """The gRPC status name of one cheap Ray call (a ping), sending only ``metadata``."""
     import grpc
 
     # Like Ray's own channels: never through an HTTP proxy from the environment.
