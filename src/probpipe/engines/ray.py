@@ -156,7 +156,7 @@ def acquire(
             try:
                 # "local" always starts a new private Ray; a bare ray.init() would
                 # join a cluster started with `ray start` if one is running.
-                ray.init(address="local" if address is None else address, **options)
+                _init_ray(address="local" if address is None else address, **options)
             except ConnectionError as exc:
                 _restore_loopback_flag()
                 raise BackendConnectionError(
@@ -170,6 +170,25 @@ def acquire(
                 _report_auto_attach()
         _address = address
         _users = 1
+
+
+def _init_ray(address: str, **options: Any) -> None:
+    """``ray.init``, with a second try where Ray Client's server failed to start.
+
+    The head's Ray Client proxy forks one server per client; under load that
+    child sometimes dies at once (gRPC: "skipping fork() handlers", then
+    "Starting Ray client server failed": twice in about 25 connections while
+    testing here). The next connection gets a new one.
+    """
+    import ray
+
+    try:
+        ray.init(address=address, **options)
+    except ConnectionError as exc:
+        if not (address.startswith("ray://") and "Starting Ray client server failed" in str(exc)):
+            raise
+        logger.warning("Ray Client: the head failed to start a server for this client; retrying")
+        ray.init(address=address, **options)
 
 
 def release() -> None:
