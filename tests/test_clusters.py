@@ -21,6 +21,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,6 +136,7 @@ class MultinodeHost:
         finally:
             for pid in alive(pids):
                 os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 class RayHead:
@@ -148,7 +150,7 @@ class RayHead:
             "dashboard-port": free_port(),
             "dashboard-agent-listen-port": free_port(),  # 52365 by default: one head per host
         }
-        temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
+        self.temp_dir = temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
         self.head = Started(
             [
                 str(VENV_BIN / "ray"),
@@ -166,6 +168,10 @@ class RayHead:
             Path(temp_dir) / "head.log",
             env={"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
         )
+
+    def stop(self) -> None:
+        self.head.stop()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def ready(self) -> dict:
         deadline = time.monotonic() + 120
@@ -187,7 +193,7 @@ def _ray_clusters():
     """Both Ray clusters, started at the same time (each takes seconds); stopped by pid."""
     host, head = MultinodeHost(), RayHead()
     yield host, head
-    head.head.stop()
+    head.stop()
     host.stop()
 
 
