@@ -240,7 +240,7 @@ class PrefectDaskBackend(_PrefectBackend):
             self.options["address"],
             self.options["n_workers"],
             self.options["threads_per_worker"],
-            client_class=dask_engine.prefect_client_class(),
+            client_class=dask_engine.prefect_client_class,  # imported after the address check
         ).start()
 
     def _stop_engine(self, interrupted=False):
@@ -338,3 +338,7 @@ class PrefectRayBackend(_PrefectBackend):
 
     def is_worker_lost(self, exc):
         return ray_engine.is_worker_lost(exc)
+
+    def describe(self):
+        # The cluster actually used (which head "auto" found), as `ray` records it.
+        return {**super().describe(), **ray_engine.connection_details()}

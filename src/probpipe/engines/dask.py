@@ -9,16 +9,17 @@ so the core's own retry and isolation logic decides what happens next.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
 import signal
-import socket
 import sys
 from typing import Any
 
 from .._errors import BackendConnectionError
 from .._worker import SharedRef
+from ._address import check_dask_scheduler
 from ._logs import engine_log_level, quiet_logger, quiet_this_process, worker_env
 
 _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/]+(:\d+)?$")
@@ -45,6 +46,8 @@ class DaskCluster:
         extra_env: dict[str, str] | None = None,
         client_class: Any = None,
     ):
+        """``client_class``: a zero-argument function returning the Client class to use
+        (called after the address check, so a wrong address fails before imports)."""
         check_address(address)
         self.client_class = client_class
         self.address = address
@@ -55,6 +58,11 @@ class DaskCluster:
         self.client: Any = None
 
     def start(self) -> DaskCluster:
+        if self.address is not None:
+            # First, before importing distributed (seconds): this fails in about a
+            # second, naming what answers there, where distributed.Client blocked
+            # for 300 s on an HTTP port despite its timeout.
+            check_dask_scheduler(self.address)
         quiet_this_process()
         import dask
         import distributed
@@ -82,9 +90,8 @@ class DaskCluster:
             target = self.cluster
         else:
             target = self.address
-            _check_reachable(self.address)
         try:
-            client_class = self.client_class or distributed.Client
+            client_class = self.client_class() if self.client_class else distributed.Client
             self.client = client_class(target, set_as_default=False, timeout="10s")
         except (OSError, TimeoutError) as exc:
             self.close()
@@ -153,21 +160,6 @@ def forget_main_file_that_names_no_file() -> None:
         del main.__file__
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail in milliseconds, not after the client's connect timeout, if nothing listens."""
-    hostport = address.split("://", 1)[1]
-    host, _, port = hostport.rpartition(":")
-    if not port.isdigit():
-        return  # let Dask resolve schemes without a port
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise BackendConnectionError(
-            f"nothing answers at the Dask scheduler address {address!r} "
-            f"({exc.strerror or exc}). Is `dask scheduler` running there?"
-        ) from None
-
-
 class DaskRef(SharedRef):
     """A value scattered to the cluster, delivered by Dask as a task dependency.
 
@@ -225,6 +217,7 @@ def is_worker_lost(exc: BaseException) -> bool:
 # -- Prefect on a Dask cluster probpipe holds --------------------------------------------
 
 
+@functools.cache
 def prefect_client_class() -> type:
     """``PrefectDaskClient`` that never deduplicates submissions (each chunk is new work)."""
     from prefect_dask.client import PrefectDaskClient

@@ -10,8 +10,12 @@ native Ray plugin share this connection, reference-counted:
     Attach to the Ray already running on this machine (``ray start --head``),
     or fail with a message saying how to start one. Never starts a cluster:
     ``RayTaskRunner(address="auto")`` would silently start a private one.
-``address="ray://host:10001"``
-    Ray Client. Attached connections are only disconnected, never stopped.
+    Logs (INFO) which cluster it attached to, and warns when the machine runs
+    several and ``RAY_ADDRESS`` does not say which.
+``address="host:port"`` / ``address="ray://host:10001"``
+    The head's GCS (joined as a driver) / Ray Client. What answers there is
+    checked first (:mod:`._address`), and Ray's auth token is set up when the
+    head asks for it. Attached connections are only disconnected, never stopped.
 
 If the user called ``ray.init`` themselves, that connection is used as is.
 """
@@ -19,12 +23,12 @@ If the user called ``ray.init`` themselves, that connection is used as is.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import math
 import numbers
 import os
 import re
-import socket
 import sys
 import threading
 from typing import Any
@@ -32,7 +36,10 @@ from typing import Any
 from .._errors import BackendConnectionError
 from .._futures import TaskFuture, follow
 from .._worker import SharedRef
+from ._address import RayService, check_ray, token_accepted
 from ._logs import engine_log_level, quiet_this_process, worker_env
+
+logger = logging.getLogger(__name__)
 
 _LOOPBACK_FLAG = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _ADDRESS = re.compile(r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$")
@@ -73,9 +80,22 @@ def _merged_runtime_env(user: dict[str, Any] | None, extra_env: dict[str, str] |
     env = {**worker_env(), **(extra_env or {})}
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    # In a Ray Job, Ray refuses an env var the job's own runtime_env also sets
+    # ("Failed to merge the Job's runtime env"); the job's value is the user's.
+    for key in _ray_job_env_vars():
+        env.pop(key, None)
     merged = dict(user or {})
     merged["env_vars"] = {**env, **merged.get("env_vars", {})}
     return merged
+
+
+def _ray_job_env_vars() -> dict[str, str]:
+    """The env_vars of the Ray Job this driver runs in (``ray job submit``), if any."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # set by Ray's job supervisor
+    try:
+        return dict((json.loads(raw or "{}").get("runtime_env") or {}).get("env_vars") or {})
+    except (ValueError, AttributeError, TypeError):
+        return {}
 
 
 def acquire(
@@ -86,8 +106,16 @@ def acquire(
     """Connect (or start) Ray for one more user."""
     global _users, _mode, _address, _saved_flag
     check_address(address)
-    if address not in (None, "auto"):
-        _check_reachable(address)
+    # A wrong host:port fails here in about a second, naming what answers
+    # there, instead of in Ray's minutes of retries. "auto" uses RAY_ADDRESS
+    # (or the last `ray start`'s address file), so a stale one is checked too,
+    # unless this process is connected already (then "auto" resolves to nothing).
+    target = address
+    if address == "auto":
+        ray_module = sys.modules.get("ray")
+        connected = _users > 0 or (ray_module is not None and ray_module.is_initialized())
+        target = None if connected else _auto_target()
+    head = _check_head(address, target) if target else None
     with _lock:
         if _users and _address != address:
             raise BackendConnectionError(
@@ -122,14 +150,14 @@ def acquire(
             options["runtime_env"] = _merged_runtime_env(options.get("runtime_env"), extra_env)
             if address is None:
                 options.setdefault("include_dashboard", False)
+            if head is not None and head.needs_token:
+                _use_auth_token(target, head.kind)
             if _targets_loopback(address):
                 _use_loopback_flag()
-            if address not in (None, "auto") and not address.startswith("ray://"):
-                _token_auth_like_auto()
             try:
                 # "local" always starts a new private Ray; a bare ray.init() would
                 # join a cluster started with `ray start` if one is running.
-                ray.init(address="local" if address is None else address, **options)
+                _init_ray(address="local" if address is None else address, **options)
             except ConnectionError as exc:
                 _restore_loopback_flag()
                 raise BackendConnectionError(
@@ -139,8 +167,29 @@ def acquire(
                 _restore_loopback_flag()
                 raise
             _mode = "started" if address is None else "attached"
+            if address == "auto":
+                _report_auto_attach()
         _address = address
         _users = 1
+
+
+def _init_ray(address: str, **options: Any) -> None:
+    """``ray.init``, with a second try where Ray Client's server failed to start.
+
+    The head's Ray Client proxy forks one server per client; under load that
+    child sometimes dies at once (gRPC: "skipping fork() handlers", then
+    "Starting Ray client server failed": twice in about 25 connections while
+    testing here). The next connection gets a new one.
+    """
+    import ray
+
+    try:
+        ray.init(address=address, **options)
+    except ConnectionError as exc:
+        if not (address.startswith("ray://") and "Starting Ray client server failed" in str(exc)):
+            raise
+        logger.warning("Ray Client: the head failed to start a server for this client; retrying")
+        ray.init(address=address, **options)
 
 
 def release() -> None:
@@ -161,20 +210,37 @@ def release() -> None:
         _mode, _address = "", "unset"
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast if nothing listens at ``address``: ray.init would retry for minutes."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as exc:
-        hint = (
-            "Is the Ray head running there? Start one with `ray start --head`."
-            if not address.startswith("ray://")
-            else "Is the head's Ray Client server running (ray start --head, port 10001)?"
+def _report_auto_attach() -> None:
+    """Say which cluster ``address="auto"`` attached to; warn if it was a guess.
+
+    Ray picks the head in ``RAY_ADDRESS``, else the one in
+    ``/tmp/ray/ray_current_cluster``, else any running one (a head started with
+    another ``--temp-dir`` is not recorded there), so on a machine with several
+    heads "auto" may attach to someone else's.
+    """
+    import ray
+    from ray._private import services
+
+    gcs = ray.get_runtime_context().gcs_address
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    services.find_gcs_addresses.cache_clear()  # Ray caches what it found earlier
+    heads = sorted(services.find_gcs_addresses() | {gcs})
+    chosen = os.environ.get("RAY_ADDRESS")
+    logger.info(
+        "address='auto' attached to the Ray cluster whose GCS is %s (%d node(s)%s)",
+        gcs,
+        nodes,
+        f", from RAY_ADDRESS={chosen}" if chosen else "",
+    )
+    if len(heads) > 1 and not chosen:
+        logger.warning(
+            "address='auto' attached to the Ray cluster at %s, but %d Ray clusters run on "
+            "this machine (GCS %s). To choose one, set RAY_ADDRESS=<host:port> or pass "
+            "address='<host:port>'.",
+            gcs,
+            len(heads),
+            ", ".join(heads),
         )
-        raise BackendConnectionError(
-            f"nothing answers at Ray address {address!r} ({exc.strerror or exc}). {hint}"
-        ) from None
 
 
 def _targets_loopback(address: str | None) -> bool:
@@ -186,28 +252,83 @@ def _targets_loopback(address: str | None) -> bool:
     if address == "auto":
         from ray._private import services
 
-        found = services.find_gcs_addresses() or {services.find_bootstrap_address(None) or ""}
+        target = _auto_target()
+        if target and target.startswith("ray://"):
+            return False
+        found = {target} if target else services.find_gcs_addresses()
         return any(a.startswith(("127.", "localhost")) for a in found)
     return address.startswith(("127.", "localhost"))
+
+
+def _check_head(address: str, target: str) -> RayService | None:
+    """What answers at ``target`` (the address, or what "auto" resolves to)."""
+    if address != "auto":
+        return check_ray(target)
+    if target == "auto" or not _ADDRESS.match(target):
+        return None  # Ray will say what is wrong with it
+    try:
+        return check_ray(target)
+    except BackendConnectionError as exc:
+        source = (
+            f"RAY_ADDRESS={target}"
+            if os.environ.get("RAY_ADDRESS")
+            else "the address file of the last `ray start` on this machine"
+        )
+        raise BackendConnectionError(
+            f"address='auto' uses {source}, and: {exc} (Stale? Unset RAY_ADDRESS or "
+            "restart the head.)"
+        ) from None
+
+
+def _auto_target() -> str | None:
+    """The address ``ray.init("auto")`` will use, when known beforehand.
+
+    Ray takes ``RAY_ADDRESS``, else the address file of the last ``ray start``
+    (``/tmp/ray/ray_current_cluster``, under ``RAY_TMPDIR`` if set), else any
+    head running on this machine (None here).
+    """
+    from ray._private import services
+
+    return os.environ.get("RAY_ADDRESS") or services.find_bootstrap_address(None)
 
 
 _flag_set = False
 
 
-def _token_auth_like_auto() -> None:
-    """Use Ray's auth token for an explicit ``host:port``, as Ray does for "auto".
+def _use_auth_token(address: str, kind: str) -> None:
+    """Send Ray's auth token to a head that asks for it (``host:port`` or ``ray://``).
 
-    Ray 2.60 enables token auth from ``~/.ray/auth_token`` only for
-    ``address=None``/``"auto"``; a head from ``ray start`` requires it, so an
-    explicit address would otherwise fail with "Failed to connect".
+    Ray 2.60's ``ray start --head`` turns token authentication on, but
+    ``ray.init`` sets the token up only for ``address=None``/``"auto"``: for an
+    explicit GCS address it fails with "Failed to connect", and Ray Client
+    waits 30 s and fails with "connection timeout". The token is looked up
+    as Ray does (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)
+    and checked against the head before connecting.
     """
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
+    where = f"The Ray head at {address!r} requires token authentication"
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.lower() != "token":
+        raise BackendConnectionError(
+            f"{where}, but RAY_AUTH_MODE={mode} in this process. Unset RAY_AUTH_MODE "
+            "(probpipe then sends the token) or set RAY_AUTH_MODE=token."
         )
-    except ImportError:  # other Ray versions: RAY_AUTH_MODE decides
-        return
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    from ray._raylet import AuthenticationTokenLoader
+
+    copy_it = (
+        "Copy the head's token: `ray get-auth-token` on the head prints it; save it to "
+        "~/.ray/auth_token here, or set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH)."
+    )
+    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        raise BackendConnectionError(f"{where}, and no token was found here. {copy_it}")
+    if not token_accepted(address, kind):
+        raise BackendConnectionError(
+            f"{where}, and it refuses the token found here (RAY_AUTH_TOKEN, "
+            f"RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token). {copy_it}"
+        )
+    if mode is None:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+        _enable_token_auth()  # RAY_AUTH_MODE=token here and in child processes
 
 
 def _use_loopback_flag() -> None:
@@ -242,6 +363,24 @@ def _restore_loopback_flag() -> None:
 
 def owns_cluster() -> bool:
     return _mode == "started"
+
+
+def connection_details() -> dict[str, Any]:
+    """For provenance: the Ray version and the GCS address of the current connection.
+
+    The GCS address is None when not connected, and under Ray Client (whose
+    driver lives on the head; the ``address`` option names the server).
+    """
+    out: dict[str, Any] = {"gcs_address": None}
+    if _users:
+        import ray
+
+        out["ray_version"] = ray.__version__
+        try:
+            out["gcs_address"] = ray.get_runtime_context().gcs_address
+        except Exception:  # not available under Ray Client
+            pass
+    return out
 
 
 def parallelism(hints: dict[str, Any] | None = None) -> int:

@@ -16,7 +16,6 @@ would accept a task no node can run and wait for such a node forever.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 
@@ -127,14 +126,7 @@ class RayBackend(probpipe.ExecutionBackend):
 
     def describe(self) -> dict[str, Any]:
         out = {key: _json_safe(value) for key, value in self.options.items()}
-        out["gcs_address"] = None
-        if self._connected:
-            import ray
-
-            out["ray_version"] = ray.__version__
-            with contextlib.suppress(Exception):  # not available under Ray Client
-                out["gcs_address"] = ray.get_runtime_context().gcs_address
-        return out
+        return {**out, **ray_engine.connection_details()}
 
 
 def _frozen(hints: dict[str, Any]) -> tuple:
