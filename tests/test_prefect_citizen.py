@@ -20,7 +20,7 @@ import pytest
 
 import probpipe as pp
 from probpipe.testing import _rows, shared_backend
-from support import REPO
+from support import REPO, default_sigint
 from test_prefect_adapters import api_url, read_runs  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.prefect
@@ -206,6 +206,7 @@ def test_ctrl_c_returns_within_5_s_and_leaves_the_run_cancelled(api_url, name, t
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     try:
         deadline = time.monotonic() + 180

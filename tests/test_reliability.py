@@ -22,7 +22,7 @@ import pytest
 import probpipe as pp
 from probpipe.engines import prefect as prefect_engine
 from probpipe.testing import _rows, shared_backend
-from support import REPO, alive
+from support import REPO, alive, default_sigint
 
 HAS_RAY_PLUGIN = "ray" in pp.available_backends()
 PROCESS_BACKEND = "ray" if HAS_RAY_PLUGIN else "prefect-dask"
@@ -122,6 +122,7 @@ def start_script(code, env):
         stderr=subprocess.PIPE,
         start_new_session=True,
         env={**os.environ, **env},
+        preexec_fn=default_sigint,
     )
 
 
