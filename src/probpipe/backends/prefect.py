@@ -132,7 +132,9 @@ class _PrefectBackend(ExecutionBackend):
                 summary = outcome["summary"] = body(submit, self._parallelism(hints))
             except KeyboardInterrupt:
                 outcome["interrupted"] = True
-                prefect_engine.cancel_unfinished_task_runs(flow_run_id)
+                # Workers in other processes may still be reporting "Running".
+                settle = 1.0 if self.ships_to_processes else 0.0
+                prefect_engine.cancel_unfinished_task_runs(flow_run_id, settle)
                 return Cancelled(message=f"probpipe call of {name}() stopped by Ctrl-C")
             except BaseException as exc:
                 outcome["error"] = exc

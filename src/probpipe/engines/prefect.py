@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from .._errors import BackendConnectionError
@@ -239,13 +240,15 @@ def settings_for_flows(url: str | None) -> Any:
     return temporary_settings(updates=updates)
 
 
-def cancel_unfinished_task_runs(flow_run_id: Any) -> None:
+def cancel_unfinished_task_runs(flow_run_id: Any, settle_seconds: float = 0.0) -> None:
     """Record the flow run's unfinished task runs as Cancelled (after Ctrl-C or fail fast).
 
     Their engine tasks were stopped or dropped. Task runs are recorded from
     the events their workers send, so this process's pending events are
     sent first; the recorder never replaces a state by an older one, so a
-    late "Running" from a worker does not undo this.
+    late "Running" from a worker does not undo this. A worker's own "Running"
+    may still be on its way when the list is read: with ``settle_seconds``
+    the list is read and cancelled once more after that long.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -264,18 +267,20 @@ def cancel_unfinished_task_runs(flow_run_id: Any) -> None:
     drain_events(timeout=2.0)
     unfinished = [StateType.PENDING, StateType.SCHEDULED, StateType.RUNNING]
     with contextlib.suppress(Exception), get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-            task_run_filter=TaskRunFilter(
-                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=unfinished))
-            ),
-            sort=TaskRunSort.EXPECTED_START_TIME_DESC,
-            limit=200,
-        )
-        for run in runs:
-            client.set_task_run_state(
-                run.id, Cancelled(message="stopped by probpipe (Ctrl-C or fail fast)"), force=True
+        for attempt in range(2 if settle_seconds else 1):
+            if attempt:
+                time.sleep(settle_seconds)
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                task_run_filter=TaskRunFilter(
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=unfinished))
+                ),
+                sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+                limit=200,
             )
+            for run in runs:
+                message = "stopped by probpipe (Ctrl-C or fail fast)"
+                client.set_task_run_state(run.id, Cancelled(message=message), force=True)
 
 
 @functools.cache
