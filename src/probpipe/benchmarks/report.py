@@ -107,9 +107,16 @@ class Results:
         s = self.all_series(workload, runner).get("")
         return max(s["times_s"][1:]) if s and len(s["times_s"]) > 1 else None
 
-    def sizes(self, workload: str, runner: str) -> list[tuple[int, dict[str, Any]]]:
-        """(rows, series) by size, for a workload whose series are sizes (W8)."""
-        return sorted((int(name), s) for name, s in self.all_series(workload, runner).items())
+    def sizes(
+        self, workload: str, runner: str, partial: bool = False
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """(rows, series) by size, for a workload whose series are sizes (W8).
+
+        ``partial``: also the sizes a case measured before it failed (for the plot).
+        """
+        case = self.case(workload, runner) or {}
+        series = case.get("series", {}) if partial else self.all_series(workload, runner)
+        return sorted((int(name), s) for name, s in series.items())
 
     def spread(self, workload: str, runner: str) -> float | None:
         """Slowest per-row time over the fastest, across sizes."""
@@ -395,10 +402,9 @@ def calls_table(res: Results, workload: str) -> list[str]:
         case = res.case(workload, runner)
         if not res.ran(workload, runner):
             continue
-        if case["status"] != "ok":
+        if case["status"] != "ok":  # with the calls it made before the error, if any
             error = (case.get("error") or "?").splitlines()[0].replace("|", "\\|")[:150]
             rows.append([f"`{runner}`", "", "", "", "", "", f"error: {error}"])
-            continue
         for name, s in case.get("series", {}).items():
             chunks = f"{s['chunksize']} ({s.get('n_chunks', '?')})" if "chunksize" in s else ""
             times = ", ".join(f"{t:.3f}" for t in s["times_s"])
@@ -567,13 +573,14 @@ def _bars(ax: Any, res: Results, workload: str, figure: Figure) -> None:
 def _scale_lines(axes: Any, res: Results) -> None:
     """W8: time per row and peak driver RSS against the number of rows (log-log)."""
     for runner in res.runners:
-        points = res.sizes("W8", runner)
+        points = res.sizes("W8", runner, partial=True)
         if not points:
             continue
         rows = [n for n, _ in points]
+        stopped = res.case("W8", runner)["status"] != "ok"
         style = {
             "marker": "o",
-            "label": runner,
+            "label": runner + (" (stopped: see the table)" if stopped else ""),
             "linestyle": "--" if runner.startswith("raw-") else "-",
         }
         axes[0].plot(rows, [s["median_s"] / n * 1e3 for n, s in points], **style)
@@ -584,7 +591,8 @@ def _scale_lines(axes: Any, res: Results) -> None:
         ax.set_xlabel("rows in the call")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
 
 
 def write_plots(res: Results, out_dir: Path) -> list[Path]:

@@ -152,15 +152,24 @@ def _run_case(case: dict[str, Any], save: Any) -> dict[str, Any]:
                 **_call_details(result),
             )
             del result
-        for s in series.values():
-            s["median_s"] = statistics.median(s["times_s"])
-            for key in ("parallelism", "row_mean_s"):
-                s[key] = statistics.median(s[key]) if s[key] else None
-        out["series"] = series
+            # After every call: a case stopped by its timeout (a 1M-row call,
+            # say) still shows the calls it made.
+            save({**out, "series": _summaries(series), "status": "partial"})
+        out["series"] = _summaries(series)
         # Save before the engine stops: a hang on the way out keeps the numbers.
         save({**out, "status": "ok"})
         t_exit = time.perf_counter()
     out["exit_s"] = time.perf_counter() - t_exit
+    return out
+
+
+def _summaries(series: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each series with the medians of its calls."""
+    out = {}
+    for name, s in series.items():
+        out[name] = {**s, "median_s": statistics.median(s["times_s"])}
+        for key in ("parallelism", "row_mean_s"):
+            out[name][key] = statistics.median(s[key]) if s[key] else None
     return out
 
 
@@ -200,9 +209,10 @@ def child_main(case_file: str) -> int:
             # Measured fine, failed while stopping: keep the numbers, say so.
             measured["teardown_error"] = f"{type(exc).__name__}: {exc}"
             save(measured)
-        else:
+        else:  # keeping the calls made before the error, if any
             save(
                 {
+                    **measured,
                     "status": "error",
                     "error": f"{type(exc).__name__}: {exc}".strip(),
                     "traceback": traceback.format_exc(),
@@ -406,6 +416,11 @@ def run_case(
     if timed_out and result.get("status") != "ok":
         result["status"] = "error"
         result["error"] = f"timed out after {timeout:.0f} s"
+    elif result.get("status") == "partial":  # the child died between two calls
+        result["status"] = "error"
+        result["error"] = (
+            f"stopped after some calls (exit code {proc.returncode}); log: {_log_tail(log_file)}"
+        )
     result["subprocess_s"] = time.perf_counter() - started
     result["other_cpu_cores"] = monitor.cores()
     result["log"] = str(log_file)
