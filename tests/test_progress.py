@@ -167,3 +167,18 @@ def test_rows_arrive_in_batches_inside_chunks_and_each_once():
     assert len(seen.batches) < 30
     inside = [b for b, _ in seen.batches if len(b) > 1 and len(b) % 20]
     assert inside, f"no batch inside a chunk: {seen.batches}"
+
+
+def flaky_row(x, marker):
+    if x == 3 and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("first attempt fails")
+    return x
+
+
+def test_a_retried_row_counts_once_on_the_bar(tmp_path, capfd):
+    wf = pp.WorkflowFunction(flaky_row, progress=True, retries=1, backend="sequential")
+    wf(x=pp.sweep(range(10)), marker=str(tmp_path / "failed-once"))
+    bar = capfd.readouterr().err
+    assert re.findall(r"(\d+)/10", bar)[-1] == "10"
+    assert "11/10" not in bar and "failed=0" in bar  # the retry succeeded

@@ -442,9 +442,7 @@ def run_chunk(
         result.rows.append(task.row)
         result.values.append(value)
         result.seconds.append(time.perf_counter() - start)
-        row_finished(
-            spec.beacon, spec.call_id, task.row, chunk.attempt, task.row in result.failures
-        )
+        row_finished(spec.beacon, spec.call_id, chunk, task.row in result.failures)
     chunk_ended(spec.beacon)
     result.per_worker_builds = per_worker.builds
     return result
