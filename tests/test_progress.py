@@ -1,4 +1,7 @@
-"""The progress bar: shown in a real terminal, per row even in chunks, absent when piped."""
+"""The progress bar: shown in a real terminal, per row even in chunks, absent when piped.
+
+Workers report finished rows in batches (a few a second), not one message per row.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,12 @@ import subprocess
 import sys
 import termios
 import textwrap
+import time
 
 import pytest
 
+import probpipe as pp
+from probpipe._progress import datagrams, decode_rows, encode_rows
 from support import REPO
 
 SCRIPT = """
@@ -112,3 +118,67 @@ def test_progress_true_forces_it_when_piped():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert "slow_step [sequential]: 100%" in proc.stderr
+
+
+def test_row_batches_survive_the_wire_format():
+    rows = [0, 1, 2, 3, 7, 9, 10, 11, 40]
+    assert encode_rows(rows) == "0-3,7,9-11,40"
+    assert decode_rows(encode_rows(rows)) == rows
+    assert decode_rows(encode_rows([])) == []
+    # Scattered rows (retries) that do not fit one datagram are split, none lost.
+    scattered = list(range(0, 60_000, 3))
+    sent = [data.decode().split() for data in datagrams("c1", 2, scattered, [3, 59_997])]
+    assert len(sent) > 1 and all(len(" ".join(d)) <= 8192 for d in sent)
+    assert {(d[0], d[1]) for d in sent} == {("c1", "2")}
+    assert [r for d in sent for r in decode_rows(d[2])] == scattered
+    assert [r for d in sent for r in decode_rows(d[3])] == [3, 59_997]
+
+
+class RowsSeen:
+    def __init__(self):
+        self.batches = []
+
+    @pp.hookimpl
+    def probpipe_rows_finished(self, call, rows, failed):
+        self.batches.append((list(rows), list(failed)))
+
+
+def slow_row(x):
+    time.sleep(0.02)
+    if x == 45:
+        raise ValueError("row 45 fails")
+    return x
+
+
+def test_rows_arrive_in_batches_inside_chunks_and_each_once():
+    seen = RowsSeen()
+    pp.register_plugin(seen)
+    try:
+        wf = pp.WorkflowFunction(
+            slow_row, chunksize=20, progress=True, on_error="collect", backend="sequential"
+        )
+        wf(x=pp.sweep(range(60)))
+    finally:
+        pp.unregister_plugin(seen)
+    rows = [row for batch, _ in seen.batches for row in batch]
+    assert sorted(rows) == list(range(60))  # every row once
+    assert [f for _, failed in seen.batches for f in failed] == [45]
+    # 1.2 s of rows: a few beacon batches plus the 3 chunks' returns, not 60 reports.
+    assert len(seen.batches) < 30
+    inside = [b for b, _ in seen.batches if len(b) > 1 and len(b) % 20]
+    assert inside, f"no batch inside a chunk: {seen.batches}"
+
+
+def flaky_row(x, marker):
+    if x == 3 and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("first attempt fails")
+    return x
+
+
+def test_a_retried_row_counts_once_on_the_bar(tmp_path, capfd):
+    wf = pp.WorkflowFunction(flaky_row, progress=True, retries=1, backend="sequential")
+    wf(x=pp.sweep(range(10)), marker=str(tmp_path / "failed-once"))
+    bar = capfd.readouterr().err
+    assert re.findall(r"(\d+)/10", bar)[-1] == "10"
+    assert "11/10" not in bar and "failed=0" in bar  # the retry succeeded

@@ -173,7 +173,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
     restored = plan.checkpoint.open() if plan.checkpoint is not None else {}
     beacon = None
     if wants_beacon(options):
-        beacon = RowBeacon(info.call_id, lambda *row: dispatch.row_reported(*row))
+        beacon = RowBeacon(info.call_id, lambda *batch: dispatch.rows_reported(*batch))
         plan.spec.beacon = beacon.address
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()

@@ -334,13 +334,13 @@ class Dispatch:
             self._reported.update((row, chunk.attempt) for row in rows)
         self._announce(rows, [row for row in rows if row in failed])
 
-    def row_reported(self, row: int, attempt: int, failed: bool) -> None:
-        """A worker's beacon: one row finished (called on the beacon thread)."""
+    def rows_reported(self, rows: list[int], attempt: int, failed: list[int]) -> None:
+        """A worker's beacon: a batch of rows finished (called on the beacon thread)."""
         with self._report_lock:
-            if (row, attempt) in self._reported:
-                return
-            self._reported.add((row, attempt))
-        self._announce([row], [row] if failed else [])
+            rows = [row for row in rows if (row, attempt) not in self._reported]
+            self._reported.update((row, attempt) for row in rows)
+        new = set(rows)
+        self._announce(rows, [row for row in failed if row in new])
 
     def _announce(self, rows: list[int], failed: list[int]) -> None:
         if rows:

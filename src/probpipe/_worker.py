@@ -29,7 +29,7 @@ import numpy as np
 
 from ._errors import RemoteRowError, RowTimeoutError
 from ._per_worker import ChunkValues
-from ._progress import send_beacon
+from ._progress import chunk_ended, row_finished
 from ._seeds import row_rng
 
 # ---------------------------------------------------------------------------
@@ -442,6 +442,7 @@ def run_chunk(
         result.rows.append(task.row)
         result.values.append(value)
         result.seconds.append(time.perf_counter() - start)
-        send_beacon(spec.beacon, spec.call_id, task.row, chunk.attempt, task.row in result.failures)
+        row_finished(spec.beacon, spec.call_id, chunk, task.row in result.failures)
+    chunk_ended(spec.beacon)
     result.per_worker_builds = per_worker.builds
     return result

@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="W2.rows=8",
-        help="override one size (repeatable); W2.n_iter=N skips the calibration",
+        help="override one size (repeatable); W2.n_iter=N skips the calibration, "
+        "W8.max_rows=100000 leaves out the 1M-row call",
     )
     parser.add_argument(
         "--timeout",
@@ -151,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     runners = args.runners or [*backends, *raw]
     import probpipe as pp
 
-    from .runner import RAW_REQUIRES
+    from .baselines import BASELINES
 
-    known = set(pp.available_backends()) | set(RAW_REQUIRES)
+    known = set(pp.available_backends()) | set(BASELINES)
     unknown = [r for r in runners if r not in known]
     if unknown:
         parser.error(f"unknown runner(s) {unknown}; known: {', '.join(sorted(known))}")
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats=repeats,
         quick=args.quick,
         trim_slow=args.quick and args.runners is None,
+        named=args.runners is not None,
         out_dir=args.out,
         timeout=args.timeout or (240.0 if args.quick else 400.0),
         quiet_wait=args.quiet_wait,

@@ -40,6 +40,7 @@ class Baseline:
 
     name = ""
     description = ""
+    requires: tuple[str, ...] = ()  # modules the engine needs
 
     def __enter__(self) -> Baseline:
         return self
@@ -77,44 +78,41 @@ class ProcessPool(Baseline):
         return list(self.pool.map(functools.partial(fn, **const) if const else fn, items))
 
 
-def _init_local_ray() -> None:
+def _start_ray() -> Any:
     import ray
 
     # address="local": always a private Ray, never a cluster someone left
     # running. No dashboard, as probpipe's Ray backends (fair start-up times).
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in the environment keeps it on loopback.
     ray.init(address="local", include_dashboard=False)
+    return ray
+
+
+def _start_dask() -> Any:
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
 
 
 class RayBaseline(Baseline):
     name = "raw-ray"
     description = "ray.get([f.remote(...)]); large constants ray.put once per call"
+    requires = ("ray",)
 
     def __enter__(self):
-        import ray
-
-        _init_local_ray()
-        self._remote: dict[Callable[..., Any], Any] = {}
-        self._ray = ray
+        self.ray = _start_ray()
+        self.remote: dict[Callable[..., Any], Any] = {}
         return self
 
     def __exit__(self, *exc_info):
-        self._ray.shutdown()
+        self.ray.shutdown()
 
     def map(self, fn, items, const):
-        ray = self._ray
-        remote = self._remote.get(fn)
-        if remote is None:
-            remote = self._remote[fn] = ray.remote(fn)
+        if fn not in self.remote:
+            self.remote[fn] = self.ray.remote(fn)
         # The ray.put-once pattern: one copy in the object store, a ref per task.
-        args = {k: ray.put(v) if _is_large(v) else v for k, v in const.items()}
-        return ray.get([remote.remote(item, **args) for item in items])
-
-
-def _local_cluster() -> Any:
-    from distributed import LocalCluster
-
-    return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        args = {k: self.ray.put(v) if _is_large(v) else v for k, v in const.items()}
+        return self.ray.get([self.remote[fn].remote(item, **args) for item in items])
 
 
 class DaskBaseline(Baseline):
@@ -123,11 +121,12 @@ class DaskBaseline(Baseline):
         "client.gather(client.map(..., pure=False)) on LocalCluster(2 workers x 1 thread); "
         "large constants scattered once per call"
     )
+    requires = ("distributed",)
 
     def __enter__(self):
         from distributed import Client
 
-        self.cluster = _local_cluster()
+        self.cluster = _start_dask()
         self.client = Client(self.cluster)
         return self
 
@@ -156,31 +155,32 @@ def _flow_body() -> list[Any]:
     return futures.result()
 
 
-class _PrefectBaseline(Baseline):
-    def _start_engine(self) -> None:
-        pass
+class PrefectThreads(Baseline):
+    name = "raw-prefect"
+    description = "Prefect task.map in a flow, ThreadPoolTaskRunner (default)"
+    requires = ("prefect",)
+    stop_engine: Callable[[], Any] | None = None  # the engine the task runner attaches to
 
-    def _stop_engine(self) -> None:
-        pass
+    def task_runner(self) -> Any:
+        from prefect.task_runners import ThreadPoolTaskRunner
 
-    def _task_runner(self) -> Any:
-        raise NotImplementedError
+        return ThreadPoolTaskRunner()
 
     def __enter__(self):
         from prefect import flow
 
-        self._start_engine()
         self.flow = flow(
             _flow_body,
             name=f"bench-{self.name}",
-            task_runner=self._task_runner(),
+            task_runner=self.task_runner(),
             persist_result=False,
             log_prints=False,
         )
         return self
 
     def __exit__(self, *exc_info):
-        self._stop_engine()
+        if self.stop_engine is not None:
+            self.stop_engine()
 
     def map(self, fn, items, const):
         _job.update(fn=fn, items=items, const=const)
@@ -190,49 +190,28 @@ class _PrefectBaseline(Baseline):
             _job.clear()
 
 
-class PrefectThreads(_PrefectBaseline):
-    name = "raw-prefect"
-    description = "Prefect task.map in a flow, ThreadPoolTaskRunner (default)"
-
-    def _task_runner(self):
-        from prefect.task_runners import ThreadPoolTaskRunner
-
-        return ThreadPoolTaskRunner()
-
-
-class PrefectDask(_PrefectBaseline):
+class PrefectDask(PrefectThreads):
     name = "raw-prefect-dask"
     description = "Prefect task.map in a flow, DaskTaskRunner on a LocalCluster started once"
+    requires = ("prefect", "prefect_dask", "distributed")
 
-    def _start_engine(self):
-        self.cluster = _local_cluster()
-
-    def _stop_engine(self):
-        self.cluster.close()
-
-    def _task_runner(self):
+    def task_runner(self):
         from prefect_dask import DaskTaskRunner
 
-        return DaskTaskRunner(address=self.cluster.scheduler_address)
+        cluster = _start_dask()  # once: a DaskTaskRunner of its own would start one per flow run
+        self.stop_engine = cluster.close
+        return DaskTaskRunner(address=cluster.scheduler_address)
 
 
-class PrefectRay(_PrefectBaseline):
+class PrefectRay(PrefectThreads):
     name = "raw-prefect-ray"
     description = "Prefect task.map in a flow, RayTaskRunner on a Ray started once"
+    requires = ("prefect", "prefect_ray", "ray")
 
-    def _start_engine(self):
-        import ray
-
-        # RayTaskRunner reuses an initialized Ray and leaves it running.
-        _init_local_ray()
-        self._ray = ray
-
-    def _stop_engine(self):
-        self._ray.shutdown()
-
-    def _task_runner(self):
+    def task_runner(self):
         from prefect_ray import RayTaskRunner
 
+        self.stop_engine = _start_ray().shutdown  # RayTaskRunner reuses an initialized Ray
         return RayTaskRunner()
 
 

@@ -1,25 +1,22 @@
-"""Turn a run's results into results.md (tables, targets) and one PNG per workload.
+"""Turn a run's results into results.md (targets, tables) and one PNG per workload.
 
 Every ratio is computed from cases measured in the same run: speedups against
 the ``sequential`` backend, W3 against the raw ``ray.put``-once pattern, W1
 overhead against the plain loop. Nothing here measures anything.
+
+What each workload reports is declared once, as :class:`Figure` s in
+``FIGURES``: the summary table, the workload's own table and its plot are all
+drawn from them. The goals of the issues are declared once, in ``TARGETS``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .workloads import WORKLOADS
-
-# Targets from the issue.
-W1_MAX_MS = 1.0
-W1_NATIVE_RAY_MAX_RATIO = 1.5
-W2_MIN_SPEEDUP = 1.8
-W3_MAX_RATIO = 2.0
-W4_MAX_LATER_S = 1.5
-W6_RSS_SLACK_MB = 300.0
 
 # A case is flagged when other processes used more than this many cores
 # on average while it ran (the machine is shared; see runner.OtherLoad).
@@ -34,7 +31,10 @@ RAW_COLOR = "#e6862e"
 
 
 class Results:
-    """Lookup and derived metrics over one run's cases."""
+    """Lookup and derived metrics over one run's cases (None when an input is missing).
+
+    Every metric takes ``(workload, runner, ...)``, so a :class:`Figure` can name it.
+    """
 
     def __init__(self, data: dict[str, Any]):
         self.meta = data["meta"]
@@ -52,65 +52,273 @@ class Results:
 
     def noisy(self, case: dict[str, Any] | None) -> bool:
         """Another job used the CPU during the case, or the CPU was slow before it."""
-        if not case:
+        if not case or case.get("status") != "ok":
             return False
         speed = self.cpu_speed(case)
-        return (case.get("other_cpu_cores") or 0.0) > NOISY_CORES or (
-            speed is not None and speed < SLOW_CPU
-        )
+        busy = (case.get("other_cpu_cores") or 0.0) > NOISY_CORES
+        return busy or (speed is not None and speed < SLOW_CPU)
 
     def case(self, workload: str, runner: str) -> dict[str, Any] | None:
         return self.cases.get((workload, runner))
 
-    def ok(self, workload: str, runner: str) -> dict[str, Any] | None:
+    def ran(self, workload: str, runner: str) -> bool:
+        """The case was run (it may have failed); not n/a, skipped or absent."""
         case = self.case(workload, runner)
-        if case and case.get("status") == "ok" and case.get("median_s") is not None:
-            return case
-        return None
+        return case is not None and case["status"] not in ("n/a", "skipped")
 
-    # -- derived metrics (None when an input is missing) -------------------
-    def overhead_ms(self, runner: str) -> float | None:
-        """W1: per-row time above the plain loop's, in ms."""
-        case, loop = self.ok("W1", runner), self.ok("W1", "raw-loop")
-        if not case or not loop:
-            return None
-        return (case["median_s"] / case["rows"] - loop["median_s"] / loop["rows"]) * 1e3
+    def all_series(self, workload: str, runner: str) -> dict[str, dict[str, Any]]:
+        case = self.case(workload, runner)
+        return case.get("series", {}) if case and case.get("status") == "ok" else {}
+
+    # -- metrics --------------------------------------------------------------
+    def median(self, workload: str, runner: str, series: str = "") -> float | None:
+        s = self.all_series(workload, runner).get(series)
+        return s["median_s"] if s else None
+
+    def per_row_ms(self, workload: str, runner: str, series: str = "") -> float | None:
+        s = self.all_series(workload, runner).get(series)
+        return s["median_s"] / s["rows"] * 1e3 if s else None
+
+    def overhead_ms(self, workload: str, runner: str) -> float | None:
+        """Per-row time above the plain loop's, in ms."""
+        loop = self.per_row_ms(workload, "raw-loop")
+        mine = self.per_row_ms(workload, runner)
+        return mine - loop if mine is not None and loop is not None else None
 
     def ratio(self, workload: str, runner: str, reference: str) -> float | None:
-        """T_runner / T_reference for the same workload."""
-        case, ref = self.ok(workload, runner), self.ok(workload, reference)
-        if not case or not ref or not ref["median_s"]:
-            return None
-        # W1 rows differ for the slowest raw runners: compare per row.
-        return (case["median_s"] / case["rows"]) / (ref["median_s"] / ref["rows"])
+        """Per-row time of ``runner`` / that of ``reference`` (W1 rows differ by runner)."""
+        return _div(self.per_row_ms(workload, runner), self.per_row_ms(workload, reference))
 
     def speedup(self, workload: str, runner: str) -> float | None:
-        ratio = self.ratio(workload, runner, "sequential")
-        return 1.0 / ratio if ratio else None
+        return _div(1.0, self.ratio(workload, runner, "sequential"))
 
-    def rss_limit_mb(self, runner: str) -> float | None:
-        case = self.ok("W6", runner)
-        if not case:
+    def series_ratio(self, workload: str, runner: str, top: str, bottom: str) -> float | None:
+        return _div(self.median(workload, runner, top), self.median(workload, runner, bottom))
+
+    def cost_pct(self, workload: str, runner: str, on: str, off: str) -> float | None:
+        ratio = self.series_ratio(workload, runner, on, off)
+        return (ratio - 1.0) * 100 if ratio is not None else None
+
+    def first_call_s(self, workload: str, runner: str) -> float | None:
+        s = self.all_series(workload, runner).get("")
+        return s["times_s"][0] + self.case(workload, runner).get("enter_s", 0.0) if s else None
+
+    def slowest_later_call_s(self, workload: str, runner: str) -> float | None:
+        s = self.all_series(workload, runner).get("")
+        return max(s["times_s"][1:]) if s and len(s["times_s"]) > 1 else None
+
+    def sizes(
+        self, workload: str, runner: str, partial: bool = False
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """(rows, series) by size, for a workload whose series are sizes (W8).
+
+        ``partial``: also the sizes a case measured before it failed (for the plot).
+        """
+        case = self.case(workload, runner) or {}
+        series = case.get("series", {}) if partial else self.all_series(workload, runner)
+        return sorted((int(name), s) for name, s in series.items())
+
+    def spread(self, workload: str, runner: str) -> float | None:
+        """Slowest per-row time over the fastest, across sizes."""
+        per_row = [s["median_s"] / rows for rows, s in self.sizes(workload, runner)]
+        return _div(max(per_row), min(per_row)) if len(per_row) > 1 else None
+
+    def at_largest(self, workload: str, runner: str, key: str) -> float | None:
+        """``key`` of the largest size's series; "ms_per_row" and "rss_limit_mb" derived."""
+        points = self.sizes(workload, runner)
+        if not points:
             return None
-        return 2.0 * case.get("result_mb", 0.0) + W6_RSS_SLACK_MB
+        rows, s = points[-1]
+        if key == "ms_per_row":
+            return s["median_s"] / rows * 1e3
+        if key == "rss_limit_mb":
+            return 2.0 * s.get("result_mb", 0.0) + 300.0
+        return s.get(key)
+
+    def goal_of_raw_ray(self, workload: str, runner: str) -> float | None:
+        """W2's goal: 92 % of raw Ray's speedup in the same run."""
+        raw = self.speedup(workload, "raw-ray")
+        return 0.92 * raw if raw is not None else None
 
 
-def _fmt(value: float | None, spec: str = ".2f", unit: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:{spec}}{unit}"
+def _div(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
 def _sig(value: float) -> str:
     """Three significant digits, without scientific notation for the usual range."""
-    if value == 0 or abs(value) >= 100:
+    if value == 0 or abs(value) >= 100 or math.isnan(value):
         return f"{value:.0f}"
     digits = max(0, 2 - math.floor(math.log10(abs(value))))
     return f"{value:.{digits}f}"
 
 
-def _status_cell(res: Results, workload: str, runner: str) -> str | None:
-    """'n/a', 'error', 'not run' for cells without a measurement, else None."""
+# ---------------------------------------------------------------------------
+# What each workload reports, and the goals (issue 14, and earlier ones that hold)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Goal:
+    """``runners``: names, "parallel" or "backends"; ``limit``: a number or (metric, *args)."""
+
+    runners: tuple[str, ...] | str
+    limit: float | tuple[str, ...]
+    at_least: bool = False  # the value must reach the limit, not stay under it
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One number per runner: a column of the tables, a panel of the plot, maybe a goal."""
+
+    label: str
+    metric: str  # a Results method, called with (workload, runner, *args)
+    args: tuple[Any, ...] = ()
+    unit: str = ""
+    log: bool = False  # log scale in the plot
+    in_summary: bool = True
+    goal: Goal | None = None
+
+    def value(self, res: Results, workload: str, runner: str) -> float | None:
+        return getattr(res, self.metric)(workload, runner, *self.args)
+
+    def text(self, res: Results, workload: str, runner: str) -> str:
+        value = self.value(res, workload, runner)
+        return "-" if value is None else _sig(value) + self.unit
+
+
+PREFECT_ENGINES = ("prefect-ray", "prefect-dask")
+SCALED = ("sequential", "ray", "prefect-ray")
+_MEDIAN = Figure("median s", "median", unit=" s", in_summary=False)
+
+FIGURES: dict[str, tuple[Figure, ...]] = {
+    "W1": (
+        Figure("time per row", "per_row_ms", unit=" ms", log=True, in_summary=False),
+        Figure("overhead per row", "overhead_ms", unit=" ms", goal=Goal(PREFECT_ENGINES, 0.5)),
+        Figure("x raw ray.get", "ratio", ("raw-ray",), "x", goal=Goal(("ray",), 1.5)),
+    ),
+    "W1P": (
+        Figure("off: time per row", "per_row_ms", ("off",), " ms", in_summary=False),
+        Figure("on: time per row", "per_row_ms", ("on",), " ms", in_summary=False),
+        Figure("cost of the bar", "cost_pct", ("on", "off"), " %", goal=Goal("backends", 5.0)),
+    ),
+    "W2": (
+        _MEDIAN,
+        Figure("speedup", "speedup", unit="x", goal=Goal("parallel", ("goal_of_raw_ray",), True)),
+    ),
+    "W3": (
+        Figure("median s", "median", unit=" s", log=True, in_summary=False),
+        Figure(
+            "x raw ray.put-once", "ratio", ("raw-ray",), "x", goal=Goal(("prefect-ray", "ray"), 2.0)
+        ),
+    ),
+    "W4": (
+        Figure("first call", "first_call_s", unit=" s", goal=Goal(PREFECT_ENGINES, 6.0)),
+        Figure(
+            "slowest later call", "slowest_later_call_s", unit=" s", goal=Goal(PREFECT_ENGINES, 0.4)
+        ),
+    ),
+    "W5": (_MEDIAN, Figure("speedup", "speedup", unit="x")),
+    "W7": (
+        Figure("setup in every row", "median", ("in every row",), " s", in_summary=False),
+        Figure("per_worker, built", "median", ("per_worker, built",), " s", in_summary=False),
+        Figure("per_worker, reused", "median", ("per_worker, reused",), " s", in_summary=False),
+        Figure("per_worker speedup", "series_ratio", ("in every row", "per_worker, built"), "x"),
+    ),
+    "W8": (
+        Figure("time per row, largest size", "at_largest", ("ms_per_row",), " ms", log=True),
+        Figure("per-row time, slowest / fastest size", "spread", unit="x", goal=Goal(SCALED, 2.0)),
+        Figure(
+            "peak driver RSS, largest size",
+            "at_largest",
+            ("peak_rss_mb",),
+            " MB",
+            in_summary=False,
+            goal=Goal(SCALED, ("at_largest", "rss_limit_mb")),  # 2x the result + 300 MB
+        ),
+    ),
+}
+
+
+def _goal_runners(res: Results, goal: Goal) -> list[str]:
+    if goal.runners == "parallel":
+        return [r for r in res.meta.get("parallel_backends", []) if r in res.runners]
+    if goal.runners == "backends":
+        return [r for r in res.runners if not r.startswith("raw-")]
+    return list(goal.runners)
+
+
+def target_rows(res: Results) -> list[list[str]]:
+    """[target, runner, measured, limit, result] for every goal of every figure."""
+    installed = set(res.meta.get("installed_backends", []))
+    rows = []
+    for key, figures in FIGURES.items():
+        for f in (f for f in figures if f.goal):
+            goal = f.goal
+            for runner in _goal_runners(res, goal):
+                value = f.value(res, key, runner)
+                limit = goal.limit
+                if isinstance(limit, tuple):
+                    limit = getattr(res, limit[0])(key, runner, *limit[1:])
+                text = f"{key} {f.label} {'>=' if goal.at_least else '<='} limit"
+                shown = [f"`{runner}`", "-", "-" if limit is None else _sig(limit) + f.unit]
+                if key not in res.workloads or runner not in res.runners:
+                    verdict = "not installed" if runner not in installed else "not selected"
+                elif value is None or limit is None:
+                    case = res.case(key, runner) or {"status": "not run"}
+                    verdict = "not measured" + (
+                        f" ({case['status']})" if case["status"] != "ok" else ""
+                    )
+                else:
+                    shown[1] = _sig(value) + f.unit
+                    passed = value >= limit if goal.at_least else value <= limit
+                    verdict = "**pass**" if passed else "**MISS**"
+                rows.append([text, *shown, verdict])
+    return rows + identical_rows(res)
+
+
+def identical_rows(res: Results) -> list[list[str]]:
+    """Per workload: do all probpipe backends' results (last call of each series) agree?"""
+    rows = []
+    for key in res.workloads:
+        digests: dict[str, dict[str, list[str]]] = {}  # series -> digest -> runners
+        for runner in (r for r in res.runners if not r.startswith("raw-")):
+            for name, s in res.all_series(key, runner).items():
+                if s.get("digest"):
+                    digests.setdefault(name, {}).setdefault(s["digest"], []).append(runner)
+        if not digests:
+            continue
+        split = {n: d for n, d in digests.items() if len(d) > 1}
+        groups = "; ".join(
+            f"{name or key}: " + " vs ".join(", ".join(rs) for rs in d.values())
+            for name, d in split.items()
+        )
+        agree = {r for d in digests.values() for rs in d.values() for r in rs}
+        rows.append(
+            [
+                f"{key} results identical on every backend",
+                groups or f"{len(agree)} backends",
+                "-",
+                "-",
+                "**MISS**" if split else "**pass**",
+            ]
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _status(res: Results, workload: str, runner: str) -> str | None:
+    """The cell for a case without figures ('n/a', 'error', ...), else None."""
     case = res.case(workload, runner)
     if case is None:
         return "not run"
@@ -121,245 +329,119 @@ def _status_cell(res: Results, workload: str, runner: str) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------------------
-# Tables
-# ---------------------------------------------------------------------------
-
-
-def summary_cell(res: Results, workload: str, runner: str) -> str:
-    text = _summary_value(res, workload, runner)
-    return text + NOISY_MARK if res.noisy(res.ok(workload, runner)) else text
-
-
-def _summary_value(res: Results, workload: str, runner: str) -> str:
-    status = _status_cell(res, workload, runner)
+def _cell(res: Results, workload: str, runner: str, figures: tuple[Figure, ...]) -> str:
+    status = _status(res, workload, runner)
     if status:
         return status
-    case = res.ok(workload, runner)
-    if workload == "W1":
-        if runner == "raw-loop":
-            return f"{case['median_s'] * 1e3 / case['rows']:.4f} ms/row (ref)"
-        return f"{_fmt(res.overhead_ms(runner), '.3f')} ms/row"
-    if workload in ("W2", "W5"):
-        return f"{case['median_s']:.2f} s ({_fmt(res.speedup(workload, runner), '.2f')}x)"
-    if workload == "W3":
-        if runner == "raw-ray":
-            return f"{case['median_s']:.3f} s (ref)"
-        return f"{case['median_s']:.3f} s ({_fmt(res.ratio('W3', runner, 'raw-ray'), '.2f')}x)"
-    if workload == "W4":
-        return f"{case['first_call_s']:.2f} s / {case['median_s']:.3f} s"
-    if workload == "W6":
-        return f"{case['median_s']:.2f} s, {case['peak_rss_mb']:.0f} MB"
-    return f"{case['median_s']:.3f} s"
-
-
-SUMMARY_HEADERS = {
-    "W1": "W1 overhead per row",
-    "W2": "W2 s (speedup)",
-    "W3": "W3 s (x ray.put)",
-    "W4": "W4 first / later call",
-    "W5": "W5 s (speedup)",
-    "W6": "W6 s, peak RSS",
-}
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+    text = " / ".join(f.text(res, workload, runner) for f in figures)
+    return text + (NOISY_MARK if res.noisy(res.case(workload, runner)) else "")
 
 
 def summary_table(res: Results) -> list[str]:
-    headers = ["runner", *(SUMMARY_HEADERS.get(w, w) for w in res.workloads)]
-    rows = [[f"`{r}`", *(summary_cell(res, w, r) for w in res.workloads)] for r in res.runners]
+    def summary(key: str) -> tuple[Figure, ...]:
+        return tuple(f for f in FIGURES[key] if f.in_summary)
+
+    headers = [
+        "runner",
+        *(f"{k}: " + " / ".join(f.label for f in summary(k)) for k in res.workloads),
+    ]
+    rows = [[f"`{r}`", *(_cell(res, k, r, summary(k)) for k in res.workloads)] for r in res.runners]
     return _table(headers, rows)
 
 
-def target_rows(res: Results) -> list[list[str]]:
-    """[target, runner, measured, limit, result] for every target of the issue."""
-    rows: list[list[str]] = []
-    installed = set(res.meta.get("installed_backends", []))
-
-    def check(text, workload, runner, measured, limit, passed, unit=""):
-        if workload not in res.workloads or runner not in res.runners:
-            why = "not installed" if runner not in installed else "not selected"
-            rows.append([text, f"`{runner}`", "-", limit, why])
-            return
-        status = _status_cell(res, workload, runner)
-        if status or measured is None:
-            rows.append([text, f"`{runner}`", status or "-", limit, "not measured"])
-            return
-        verdict = "**pass**" if passed else "**MISS**"
-        rows.append([text, f"`{runner}`", f"{measured}{unit}", limit, verdict])
-
-    for runner in ("prefect-ray", "prefect-dask"):
-        ms = res.overhead_ms(runner)
-        check(
-            "W1 per-row overhead <= 1 ms",
-            "W1",
-            runner,
-            _fmt(ms, ".3f"),
-            "1 ms",
-            ms is not None and ms <= W1_MAX_MS,
-            " ms",
-        )
-    ratio = res.ratio("W1", "ray", "raw-ray")
-    check(
-        "W1 native ray <= 1.5x raw ray.get",
-        "W1",
-        "ray",
-        _fmt(ratio, ".2f"),
-        "1.5x",
-        ratio is not None and ratio <= W1_NATIVE_RAY_MAX_RATIO,
-        "x",
-    )
-    parallel = [r for r in res.meta.get("parallel_backends", []) if r in res.runners]
-    for runner in parallel or ["prefect-dask", "prefect-ray", "ray"]:
-        sp = res.speedup("W2", runner)
-        check(
-            "W2 speedup >= 1.8x over sequential",
-            "W2",
-            runner,
-            _fmt(sp, ".2f"),
-            "1.8x",
-            sp is not None and sp >= W2_MIN_SPEEDUP,
-            "x",
-        )
-    for runner in ("prefect-ray", "ray"):
-        ratio = res.ratio("W3", runner, "raw-ray")
-        check(
-            "W3 within 2x of raw ray.put-once",
-            "W3",
-            runner,
-            _fmt(ratio, ".2f"),
-            "2x",
-            ratio is not None and ratio <= W3_MAX_RATIO,
-            "x",
-        )
-    for runner in ("prefect-ray", "prefect-dask"):
-        case = res.ok("W4", runner)
-        later = max(case["later_calls_s"]) if case and case.get("later_calls_s") else None
-        check(
-            "W4 every call after the first <= 1.5 s (slowest shown)",
-            "W4",
-            runner,
-            _fmt(later, ".3f"),
-            "1.5 s",
-            later is not None and later <= W4_MAX_LATER_S,
-            " s",
-        )
-    for runner in [r for r in res.runners if not r.startswith("raw-")]:
-        case = res.ok("W6", runner)
-        limit = res.rss_limit_mb(runner)
-        check(
-            "W6 peak RSS <= 2x result + 300 MB",
-            "W6",
-            runner,
-            _fmt(case["peak_rss_mb"] if case else None, ".0f"),
-            _fmt(limit, ".0f", " MB"),
-            case is not None and limit is not None and case["peak_rss_mb"] <= limit,
-            " MB",
-        )
-    return rows
+def figures_table(res: Results, workload: str) -> list[str]:
+    figures = FIGURES[workload]
+    rows = [
+        [f"`{r}`", *(_cell(res, workload, r, (f,)) for f in figures)]
+        for r in res.runners
+        if res.ran(workload, r)
+    ]
+    return _table(["runner", *(f.label for f in figures)], rows)
 
 
-def _times(case: dict[str, Any]) -> str:
-    return ", ".join(f"{t:.3f}" for t in case.get("times_s", []))
+def _notes(s: dict[str, Any]) -> str:
+    notes = []
+    if s.get("parallelism") is not None:
+        notes.append(f"rows ran {s['parallelism']:.2f} at a time, {s['row_mean_s']:.2f} s each")
+    if s.get("result_mb"):
+        notes.append(f"result {s['result_mb']:.2f} MB, peak RSS {s['peak_rss_mb']:.0f} MB")
+    return "; ".join(notes)
 
 
-def detail_table(res: Results, workload: str) -> list[str]:
-    """Runners as rows, everything measured for this workload as columns."""
-    metric = {
-        "W1": "overhead ms/row",
-        "W2": "speedup vs sequential",
-        "W3": "x raw ray.put-once",
-        "W4": "first call s",
-        "W5": "speedup vs sequential",
-        "W6": "peak RSS MB (limit)",
-    }[workload]
-    timed = "median of calls 2.. s" if workload == "W4" else "median s"
-    headers = ["runner", "rows", timed, "timed calls s", metric, "chunksize (chunks)", "notes"]
+def _case_notes(res: Results, case: dict[str, Any]) -> str:
+    notes = []
+    if case.get("warmup_s") is not None:
+        notes.append(f"warm-up {case['warmup_s']:.2f} s")
+    if res.noisy(case):
+        notes.append(NOISY_MARK.strip())
+    if case.get("other_cpu_cores") is not None:
+        notes.append(f"other load {case['other_cpu_cores']:.2f} cores")
+    speed = res.cpu_speed(case)
+    if speed is not None:
+        notes.append(f"CPU speed {speed:.2f}")
+    if case.get("teardown_error"):
+        notes.append(f"teardown error: {case['teardown_error'][:80]}")
+    if case.get("stragglers_stopped"):
+        notes.append(f"{len(case['stragglers_stopped'])} leftover processes stopped")
+    return "; ".join(notes)
+
+
+def calls_table(res: Results, workload: str) -> list[str]:
+    """Every timed call: one line per (runner, series), then the case's notes."""
+    headers = [
+        "runner",
+        "series",
+        "rows",
+        "median s",
+        "timed calls s",
+        "chunksize (chunks)",
+        "notes",
+    ]
     rows = []
     for runner in res.runners:
         case = res.case(workload, runner)
-        status = _status_cell(res, workload, runner)
-        if status in ("n/a", "skipped") or case is None:
+        if not res.ran(workload, runner):
             continue
-        if status:
+        if case["status"] != "ok":  # with the calls it made before the error, if any
             error = (case.get("error") or "?").splitlines()[0].replace("|", "\\|")[:150]
             rows.append([f"`{runner}`", "", "", "", "", "", f"error: {error}"])
-            continue
-        if workload == "W1":
-            value = _fmt(res.overhead_ms(runner), ".3f")
-        elif workload in ("W2", "W5"):
-            value = _fmt(res.speedup(workload, runner), ".2f")
-        elif workload == "W3":
-            value = _fmt(res.ratio("W3", runner, "raw-ray"), ".2f")
-        elif workload == "W4":
-            value = _fmt(case.get("first_call_s"), ".2f")
-        else:
-            value = f"{case['peak_rss_mb']:.0f} ({_fmt(res.rss_limit_mb(runner), '.0f')})"
-        chunks = ""
-        if case.get("chunksize") is not None:
-            chunks = f"{case['chunksize']} ({case.get('n_chunks', '?')})"
-        notes = []
-        if case.get("warmup_s") is not None:
-            notes.append(f"warm-up {case['warmup_s']:.2f} s")
-        if workload == "W6":
-            notes.append(f"result {case.get('result_mb', 0):.2f} MB")
-            notes.append(f"RSS at start {case.get('rss_start_mb', 0):.0f} MB")
-        if case.get("parallelism") is not None:
-            notes.append(
-                f"rows ran {case['parallelism']:.2f} at a time, {case['row_mean_s']:.2f} s each"
+        for name, s in case.get("series", {}).items():
+            chunks = f"{s['chunksize']} ({s.get('n_chunks', '?')})" if "chunksize" in s else ""
+            times = ", ".join(f"{t:.3f}" for t in s["times_s"])
+            rows.append(
+                [
+                    f"`{runner}`",
+                    name,
+                    str(s["rows"]),
+                    f"{s['median_s']:.3f}",
+                    times,
+                    chunks,
+                    _notes(s),
+                ]
             )
-        if res.noisy(case):
-            notes.append(NOISY_MARK.strip())
-        if case.get("other_cpu_cores") is not None:
-            notes.append(f"other load {case['other_cpu_cores']:.2f} cores")
-        speed = res.cpu_speed(case)
-        if speed is not None:
-            notes.append(f"CPU speed {speed:.2f}")
-        if case.get("teardown_error"):
-            notes.append(f"teardown error: {case['teardown_error'][:80]}")
-        if case.get("stragglers_stopped"):
-            notes.append(f"{len(case['stragglers_stopped'])} leftover processes stopped")
-        rows.append(
-            [
-                f"`{runner}`",
-                str(case.get("rows", "")),
-                f"{case['median_s']:.3f}",
-                _times(case),
-                value,
-                chunks,
-                "; ".join(notes),
-            ]
-        )
+        rows.append([f"`{runner}`", "", "", "", "", "", _case_notes(res, case)])
     return _table(headers, rows)
 
 
 def machine_lines(meta: dict[str, Any]) -> list[str]:
     m = meta["machine"]
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-    load = meta.get("load_average_start", [])
-    load_end = meta.get("load_average_end", [])
+    load = " / ".join(f"{x:.2f}" for x in meta.get("load_average_start", []))
+    load_end = " / ".join(f"{x:.2f}" for x in meta.get("load_average_end", []))
     rows = [
         ["CPU", f"{m['cpu']}, {m['logical_cores']} logical cores"],
         ["RAM", f"{m['ram_gib']} GiB"],
         ["OS", m["os"]],
         ["Python", m["python"]],
-        ["packages", versions],
-        [
-            "load average (1/5/15 min)",
-            f"start {' / '.join(f'{x:.2f}' for x in load)}; "
-            f"end {' / '.join(f'{x:.2f}' for x in load_end)}",
-        ],
+        ["packages", ", ".join(f"{k} {v}" for k, v in m["versions"].items())],
+        ["load average (1/5/15 min)", f"start {load}; end {load_end}"],
     ]
     return _table(["item", "value"], rows)
 
 
 def write_markdown(res: Results, path: Path) -> None:
     meta = res.meta
-    sizes = meta["sizes"]
+    flagged = [c for c in res.cases.values() if res.noisy(c)]
+    n_ok = sum(1 for c in res.cases.values() if c.get("status") == "ok")
     lines = [
         "# probpipe benchmark results",
         "",
@@ -374,16 +456,13 @@ def write_markdown(res: Results, path: Path) -> None:
         "",
         *machine_lines(meta),
         "",
-    ]
-    flagged = [c for c in res.cases.values() if res.noisy(c)]
-    lines += [
         "The machine is shared. While each case runs, the harness measures the CPU used "
         "by other processes (*other load*, in cores); before each case it times a fixed "
         "bit of Python (*CPU speed*, 1.00 = the fastest seen in this run; lower means "
         f"the VM's host was busy). Cases marked `{NOISY_MARK.strip()}` had other load "
         f"above {NOISY_CORES} cores or CPU speed below {SLOW_CPU}: their times are "
         f"inflated, and ratios involving them are unreliable. This run: {len(flagged)} of "
-        f"{sum(1 for c in res.cases.values() if c.get('status') == 'ok')} cases flagged.",
+        f"{n_ok} cases flagged.",
         "",
     ]
     cal = meta.get("mcmc_calibration")
@@ -394,9 +473,9 @@ def write_markdown(res: Results, path: Path) -> None:
             "",
         ]
     warm = meta.get("prefect_prewarm")
-    if warm:
+    if warm and warm.get("seconds") is not None:
         lines += [
-            f"Prefect database created before timing ({_fmt(warm.get('median_s'), '.1f')} s, "
+            f"Prefect database created before timing ({warm['seconds']:.1f} s, "
             f"{warm.get('status')}); every Prefect case then starts with a warm database.",
             "",
         ]
@@ -407,29 +486,30 @@ def write_markdown(res: Results, path: Path) -> None:
         "",
         "## Summary",
         "",
-        "Key figure per workload; *n/a*: the baseline does not apply to the workload; "
-        "*skipped*: left out by `--quick` (the slowest raw baselines run W1 only). "
-        "W1: time per row above the plain loop's. W2/W5: median time (speedup over "
-        "`sequential`). W3: median time (ratio to `raw-ray`, the ray.put-once pattern). "
-        "W4: first call incl. engine start / median of later calls. W6: median time, "
-        "peak RSS of the driver.",
+        "Key figures per workload (each workload's section has all of them); *n/a*: "
+        "does not apply to the workload; *skipped*: left out (see the workload's section).",
         "",
         *summary_table(res),
         "",
     ]
     for key in res.workloads:
         w = WORKLOADS[key]
-        size_text = ", ".join(f"{k}={v}" for k, v in sizes[key].items())
+        sizes = ", ".join(f"{k}={v}" for k, v in meta["sizes"][key].items())
+        skipped = sorted(
+            {c["why"] for c in res.cases.values() if c["workload"] == key and c.get("why")}
+        )
         lines += [
             f"## {key}: {w.title}",
             "",
-            f"{w.measures}. Sizes: {size_text}.",
+            f"{w.measures}. Sizes: {sizes}." + "".join(f" Skipped: {why}." for why in skipped),
             "",
-            *detail_table(res, key),
+            *figures_table(res, key),
             "",
-            f"![{key}]({key}.png)",
+            *calls_table(res, key),
             "",
         ]
+        if any(res.ran(key, r) for r in res.runners):
+            lines += [f"![{key}]({key}.png)", ""]
     errors = [c for c in res.cases.values() if c.get("status") == "error"]
     if errors:
         lines += ["## Errors", ""]
@@ -440,13 +520,12 @@ def write_markdown(res: Results, path: Path) -> None:
                 + (f" (log: `{Path(case['log']).name}`)" if case.get("log") else "")
             )
         lines.append("")
-    leftovers = meta.get("leftover_processes") or []
     stopped = sum(len(c.get("stragglers_stopped", [])) for c in res.cases.values())
     lines += [
         "## Processes",
         "",
         f"Processes left running after their case and stopped by the harness: {stopped}. "
-        f"Still alive at the end of the run: {len(leftovers)}.",
+        f"Still alive at the end of the run: {len(meta.get('leftover_processes') or [])}.",
         "",
     ]
     path.write_text("\n".join(lines))
@@ -457,66 +536,63 @@ def write_markdown(res: Results, path: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _bars(
-    ax: Any,
-    res: Results,
-    workload: str,
-    value: Any,
-    label: Any,
-    *,
-    xlabel: str,
-    target: float | None = None,
-    target_label: str = "",
-    log: bool = False,
-) -> None:
+def _bars(ax: Any, res: Results, workload: str, figure: Figure) -> None:
     """One horizontal bar per runner that ran this workload; errors marked in place."""
-    runners = [
-        r
-        for r in res.runners
-        if res.case(workload, r) is not None
-        and _status_cell(res, workload, r) not in ("n/a", "skipped")
-    ]
-    values = []
-    for r in runners:
-        v = value(r) if res.ok(workload, r) else None
-        values.append(v)
-    shown = [v for v in values if v is not None]
-    floor = min([v for v in shown if v > 0], default=1.0) / 3 if log else 0.0
-    ys = range(len(runners))
+    runners = [r for r in res.runners if res.ran(workload, r)]
+    values = [figure.value(res, workload, r) for r in runners]
+    shown = [v for v in values if v is not None and v > 0]
+    floor = min(shown, default=1.0) / 3 if figure.log else 0.0
     heights = [max(v, floor) if v is not None else 0.0 for v in values]
-    colors = [RAW_COLOR if r.startswith("raw-") else PROBPIPE_COLOR for r in runners]
-    ax.barh(list(ys), heights, color=colors)
-    ax.set_yticks(list(ys), runners)
+    ys = list(range(len(runners)))
+    ax.barh(
+        ys, heights, color=[RAW_COLOR if r.startswith("raw-") else PROBPIPE_COLOR for r in runners]
+    )
+    ax.set_yticks(ys, runners)
     ax.invert_yaxis()
-    if log:
+    top = max(heights, default=1.0) or 1.0
+    if figure.log:
         ax.set_xscale("log")
-    top = max([*heights, target or 0.0], default=1.0)
-    for y, r, v in zip(ys, runners, values):
-        text = label(r, v) if v is not None else "error"
-        x = max(v, floor) if v is not None else (floor if log else 0.0)
-        ax.text(
-            x * (1.05 if log else 1) + (0 if log else top * 0.01),
-            y,
-            text,
-            va="center",
-            fontsize=8,
-            color="black" if v is not None else "#b00020",
-        )
-    if target is not None:
-        ax.axvline(target, color="#2a9d3a", linestyle="--", linewidth=1.2, label=target_label)
-        ax.legend(loc="lower right", fontsize=8)
-    if log:
         ax.set_xlim(right=top * 8)
     else:
-        ax.set_xlim(0, top * 1.3)
-    ax.set_xlabel(xlabel)
+        ax.set_xlim(min(0.0, *heights), top * 1.3)
+    for y, r, v, h in zip(ys, runners, values, heights):
+        x = h * 1.05 if figure.log else max(h, 0.0) + top * 0.01
+        color = "black" if v is not None else "#b00020"
+        ax.text(
+            x,
+            y,
+            figure.text(res, workload, r) if v is not None else "error",
+            va="center",
+            fontsize=8,
+            color=color,
+        )
+    ax.set_xlabel(figure.label)
     ax.grid(axis="x", alpha=0.3)
 
 
-def _parallel_note(case: dict[str, Any] | None) -> str:
-    if not case or case.get("parallelism") is None:
-        return ""
-    return f" ({case['parallelism']:.2f} at a time)"
+def _scale_lines(axes: Any, res: Results) -> None:
+    """W8: time per row and peak driver RSS against the number of rows (log-log)."""
+    for runner in res.runners:
+        points = res.sizes("W8", runner, partial=True)
+        if not points:
+            continue
+        rows = [n for n, _ in points]
+        stopped = res.case("W8", runner)["status"] != "ok"
+        style = {
+            "marker": "o",
+            "label": runner + (" (stopped: see the table)" if stopped else ""),
+            "linestyle": "--" if runner.startswith("raw-") else "-",
+        }
+        axes[0].plot(rows, [s["median_s"] / n * 1e3 for n, s in points], **style)
+        axes[1].plot(rows, [s["peak_rss_mb"] for _, s in points], **style)
+    for ax, label in zip(axes, ("median time per row, ms", "peak driver RSS so far, MB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rows in the call")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
 
 
 def write_plots(res: Results, out_dir: Path) -> list[Path]:
@@ -526,124 +602,36 @@ def write_plots(res: Results, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-
-    def figure(key: str, ncols: int = 1):
-        n = len([r for r in res.runners if _status_cell(res, key, r) not in ("n/a", "skipped")])
-        fig, axes = plt.subplots(
-            1, ncols, figsize=(6.5 * ncols, 1.2 + 0.42 * max(n, 2)), squeeze=False
-        )
+    for key in res.workloads:
+        n = sum(res.ran(key, r) for r in res.runners)
+        if not n:
+            continue
+        if key == "W8":
+            fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), squeeze=False)
+            _scale_lines(axes[0], res)
+        else:
+            figures = FIGURES[key]
+            ncols = min(2, len(figures))
+            nrows = math.ceil(len(figures) / ncols)
+            height = nrows * (1.2 + 0.42 * max(n, 2))
+            fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, height), squeeze=False)
+            for ax, figure in zip(axes.flat, figures):
+                _bars(ax, res, key, figure)
+            for ax in list(axes.flat)[len(figures) :]:
+                ax.axis("off")
+            fig.text(
+                0.01,
+                0.005,
+                "blue: probpipe backends, orange: raw engines",
+                fontsize=7,
+                color="#555555",
+            )
         fig.suptitle(f"{key}: {WORKLOADS[key].title}", fontsize=11)
-        return fig, axes[0]
-
-    def save(fig: Any, key: str) -> None:
-        fig.text(
-            0.01, 0.005, "blue: probpipe backends, orange: raw engines", fontsize=7, color="#555555"
-        )
         fig.tight_layout(rect=(0, 0.02, 1, 1))
         path = out_dir / f"{key}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
-
-    def median(key: str) -> Any:
-        return lambda r: res.ok(key, r)["median_s"]
-
-    for key in res.workloads:
-        if key == "W1":
-            fig, (ax,) = figure(key)
-            _bars(
-                ax,
-                res,
-                key,
-                lambda r: (
-                    res.ok("W1", r)["median_s"] / res.ok("W1", r)["rows"] * 1e3
-                    if r == "raw-loop"
-                    else res.overhead_ms(r)
-                ),
-                lambda r, v: f"{_sig(v)} ms" + (" (loop itself)" if r == "raw-loop" else ""),
-                xlabel="per-row overhead over the plain loop, ms (log scale)",
-                target=W1_MAX_MS,
-                target_label="target 1 ms",
-                log=True,
-            )
-        elif key in ("W2", "W5"):
-            fig, (a1, a2) = figure(key, 2)
-            _bars(
-                a1,
-                res,
-                key,
-                median(key),
-                lambda r, v: f"{_sig(v)} s",
-                xlabel="median wall time per call, s",
-            )
-            _bars(
-                a2,
-                res,
-                key,
-                lambda r, k=key: res.speedup(k, r) or 0.0,
-                lambda r, v, k=key: f"{v:.2f}x" + _parallel_note(res.ok(k, r)),
-                xlabel="speedup over sequential (rows running at a time)",
-                target=W2_MIN_SPEEDUP if key == "W2" else None,
-                target_label="target 1.8x",
-            )
-        elif key == "W3":
-            fig, (ax,) = figure(key)
-            ref = res.ok("W3", "raw-ray")
-            _bars(
-                ax,
-                res,
-                key,
-                median(key),
-                lambda r, v: f"{_sig(v)} s ({_fmt(res.ratio('W3', r, 'raw-ray'), '.2f')}x)",
-                xlabel="median wall time per call, s (ratio to raw ray.put-once)",
-                target=ref["median_s"] * W3_MAX_RATIO if ref else None,
-                target_label="2x raw ray.put-once",
-                log=True,
-            )
-        elif key == "W4":
-            fig, (a1, a2) = figure(key, 2)
-            _bars(
-                a1,
-                res,
-                key,
-                lambda r: res.ok("W4", r)["first_call_s"],
-                lambda r, v: f"{_sig(v)} s",
-                xlabel="first call incl. engine start, s",
-            )
-            _bars(
-                a2,
-                res,
-                key,
-                lambda r: max(res.ok("W4", r)["later_calls_s"] or [0.0]),
-                lambda r, v: f"{_sig(v)} s (median {_sig(res.ok('W4', r)['median_s'])})",
-                xlabel="slowest of the later calls, s",
-                target=W4_MAX_LATER_S,
-                target_label="target 1.5 s",
-            )
-        elif key == "W6":
-            fig, (a1, a2) = figure(key, 2)
-            _bars(
-                a1,
-                res,
-                key,
-                median(key),
-                lambda r, v: f"{_sig(v)} s",
-                xlabel="median wall time per call, s",
-            )
-            limits = [res.rss_limit_mb(r) for r in res.runners if res.ok("W6", r)]
-            _bars(
-                a2,
-                res,
-                key,
-                lambda r: res.ok("W6", r)["peak_rss_mb"],
-                lambda r, v: f"{v:.0f} MB",
-                xlabel="peak RSS of the driver, MB",
-                target=max(limits) if limits else None,
-                target_label="2x result + 300 MB",
-            )
-        else:
-            continue
-        save(fig, key)
     return written
 
 

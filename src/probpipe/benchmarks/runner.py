@@ -41,17 +41,6 @@ TAG_VAR = "PROBPIPE_BENCH_TAG"
 # Display order of probpipe's own backends; plugins' come after them.
 PROBPIPE_ORDER = ("sequential", "prefect", "prefect-dask", "prefect-ray", "ray")
 
-# Importable modules each raw baseline needs.
-RAW_REQUIRES = {
-    "raw-loop": (),
-    "raw-pool": (),
-    "raw-ray": ("ray",),
-    "raw-dask": ("distributed",),
-    "raw-prefect": ("prefect",),
-    "raw-prefect-dask": ("prefect", "prefect_dask", "distributed"),
-    "raw-prefect-ray": ("prefect", "prefect_ray", "ray"),
-}
-
 # Seconds to let an engine's processes exit by themselves after its case ends.
 EXIT_GRACE = 20.0
 # How often the harness samples the machine's load while a case runs.
@@ -81,71 +70,112 @@ def _call_details(result: Any) -> dict[str, Any]:
     return {k: meta[k] for k in ("chunksize", "n_chunks") if k in meta}
 
 
-def _run_case(case: dict[str, Any], save: Any) -> dict[str, Any]:
-    from .baselines import BASELINES
-    from .workloads import WORKLOADS, checked
+def _n_rows(result: Any) -> int:
+    for attr in ("samples", "components", "items"):
+        if hasattr(result, attr):
+            return len(getattr(result, attr))
+    return len(result)
 
-    workload = WORKLOADS[case["workload"]]
+
+def digest(value: Any) -> str:
+    """A short hash of a result's numbers: equal digests, bit-identical results."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if hasattr(obj, "components"):
+            for part in (*obj.components, obj.weights):
+                feed(part)
+        elif hasattr(obj, "samples"):
+            feed(obj.samples)
+        elif isinstance(obj, np.ndarray | float | int):
+            arr = np.asarray(obj)
+            h.update(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes())
+        else:
+            h.update(repr(getattr(obj, "items", obj)).encode())
+
+    feed(value)
+    return h.hexdigest()[:16]
+
+
+def _run_case(case: dict[str, Any], save: Any) -> dict[str, Any]:
+    """Warm-up jobs, then every timed step; one summary per series of steps."""
+    from .baselines import BASELINES
+    from .workloads import WORKLOADS
+
     runner = case["runner"]
     out: dict[str, Any] = {"rss_start_mb": round(_rss_mb(), 1)}
-    prepared = workload.prepare(case["sizes"], runner)
-    out["rows"] = prepared.rows
-
+    prepared = WORKLOADS[case["workload"]].prepare(case["sizes"], runner, case["repeats"])
     if runner in BASELINES:
-        engine = BASELINES[runner]()
-
-        def raw_call(i: int, light: bool) -> Any:
-            fn, items, const = prepared.raw_args(i, light)
-            return engine.map(fn, items, const)
-
-        call, context = checked(raw_call, prepared.rows), engine
+        engine = context = BASELINES[runner]()
     else:
         import probpipe as pp
 
-        call = checked(prepared.probpipe_call, prepared.rows)
-        context = pp.use_backend(runner)  # scoped: the backend stops when the block exits
+        engine, context = None, pp.use_backend(runner)  # scoped: stops when the block exits
+
+    def call(job: Any, i: int) -> Any:
+        result = engine.map(*job.raw(i)) if engine is not None else job.probpipe(i)
+        if _n_rows(result) != job.rows:  # a broken runner must not post a fast time
+            raise RuntimeError(f"expected {job.rows} rows, got {_n_rows(result)}")
+        return result
 
     t_begin = time.perf_counter()
     with context:
-        entered = time.perf_counter()
-        out["enter_s"] = entered - t_begin
-        if workload.first_call_counts:
-            # W4: nothing is discarded; the first call also pays for the engine.
-            times = []
-            for i in range(int(case["sizes"]["calls"])):
-                t0 = time.perf_counter()
-                result = call(i)
-                times.append(time.perf_counter() - t0)
-            out["first_call_s"] = times[0] + out["enter_s"]
-            out["later_calls_s"] = times[1:]
-            out["times_s"] = times[1:]
-        else:
+        out["enter_s"] = time.perf_counter() - t_begin
+        if prepared.warmup:
             t0 = time.perf_counter()
-            call(0, light=True)
+            for job in prepared.warmup:
+                call(job, 0)
             out["warmup_s"] = time.perf_counter() - t0 + out["enter_s"]
-            times, parallelism, row_means = [], [], []
-            for i in range(1, case["repeats"] + 1):
-                t0 = time.perf_counter()
-                result = call(i)
-                times.append(time.perf_counter() - t0)
-                rows_s = prepared.row_seconds(result)
-                if rows_s:
-                    parallelism.append(sum(rows_s) / times[-1])
-                    row_means.append(statistics.fmean(rows_s))
-            out["times_s"] = times
-            if parallelism:
-                out["parallelism"] = statistics.median(parallelism)
-                out["row_mean_s"] = statistics.median(row_means)
-        out["median_s"] = statistics.median(out["times_s"]) if out["times_s"] else None
-        out.update(_call_details(result))
-        out["result_mb"] = prepared.result_nbytes(result) / 2**20
-        out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-        del result
+        series: dict[str, dict[str, Any]] = {}
+        for i, (name, job) in enumerate(prepared.steps, 1):
+            t0 = time.perf_counter()
+            result = call(job, i)
+            seconds = time.perf_counter() - t0
+            s = series.setdefault(name, {"times_s": [], "parallelism": [], "row_mean_s": []})
+            s["times_s"].append(seconds)
+            rows_s = prepared.row_seconds(result)
+            if rows_s:
+                s["parallelism"].append(sum(rows_s) / seconds)
+                s["row_mean_s"].append(statistics.fmean(rows_s))
+            # From the series' last call; sizes grow along W8's series, so the
+            # peak RSS so far is the peak of the largest call so far.
+            s.update(
+                rows=job.rows,
+                result_mb=_nbytes(result) / 2**20,
+                peak_rss_mb=round(_peak_rss_mb(), 1),
+                # Raw baselines seed rows their own way: only probpipe's must agree.
+                digest=digest(prepared.comparable(result)) if engine is None else None,
+                **_call_details(result),
+            )
+            del result
+            # After every call: a case stopped by its timeout (a 1M-row call,
+            # say) still shows the calls it made.
+            save({**out, "series": _summaries(series), "status": "partial"})
+        out["series"] = _summaries(series)
         # Save before the engine stops: a hang on the way out keeps the numbers.
         save({**out, "status": "ok"})
         t_exit = time.perf_counter()
     out["exit_s"] = time.perf_counter() - t_exit
     return out
+
+
+def _summaries(series: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each series with the medians of its calls."""
+    out = {}
+    for name, s in series.items():
+        out[name] = {**s, "median_s": statistics.median(s["times_s"])}
+        for key in ("parallelism", "row_mean_s"):
+            out[name][key] = statistics.median(s[key]) if s[key] else None
+    return out
+
+
+def _nbytes(result: Any) -> int:
+    samples = getattr(result, "samples", None)
+    return int(getattr(samples, "nbytes", 0))
 
 
 def _prewarm(case: dict[str, Any], save: Any) -> dict[str, Any]:
@@ -157,7 +187,7 @@ def _prewarm(case: dict[str, Any], save: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     with pp.use_backend("prefect"):
         pp.WorkflowFunction(inc, n_broadcast_samples=2, seed=0)(pp.Uniform(0.0, 1.0))
-    return {"median_s": time.perf_counter() - t0, "times_s": [time.perf_counter() - t0]}
+    return {"seconds": time.perf_counter() - t0}
 
 
 def child_main(case_file: str) -> int:
@@ -179,9 +209,10 @@ def child_main(case_file: str) -> int:
             # Measured fine, failed while stopping: keep the numbers, say so.
             measured["teardown_error"] = f"{type(exc).__name__}: {exc}"
             save(measured)
-        else:
+        else:  # keeping the calls made before the error, if any
             save(
                 {
+                    **measured,
                     "status": "error",
                     "error": f"{type(exc).__name__}: {exc}".strip(),
                     "traceback": traceback.format_exc(),
@@ -271,13 +302,8 @@ class OtherLoad:
 
     @staticmethod
     def _busy(times: Any) -> float:
-        return (
-            times.user
-            + times.nice
-            + times.system
-            + getattr(times, "irq", 0.0)
-            + getattr(times, "softirq", 0.0)
-        )
+        fields = ("user", "nice", "system", "irq", "softirq")
+        return sum(getattr(times, name, 0.0) for name in fields)
 
     def sample(self) -> None:
         import psutil
@@ -390,6 +416,11 @@ def run_case(
     if timed_out and result.get("status") != "ok":
         result["status"] = "error"
         result["error"] = f"timed out after {timeout:.0f} s"
+    elif result.get("status") == "partial":  # the child died between two calls
+        result["status"] = "error"
+        result["error"] = (
+            f"stopped after some calls (exit code {proc.returncode}); log: {_log_tail(log_file)}"
+        )
     result["subprocess_s"] = time.perf_counter() - started
     result["other_cpu_cores"] = monitor.cores()
     result["log"] = str(log_file)
@@ -493,9 +524,7 @@ def _run_measured(
         print(f"(disturbed: other load {other:.2f} cores; again) ...", end=" ", flush=True)
     best = min(attempts, key=lambda r: (r.get("status") != "ok", r.get("other_cpu_cores") or 0.0))
     if len(attempts) > 1:
-        best["attempts"] = [
-            {k: r.get(k) for k in ("status", "median_s", "other_cpu_cores")} for r in attempts
-        ]
+        best["attempts"] = [{k: r.get(k) for k in ("status", "other_cpu_cores")} for r in attempts]
     return best
 
 
@@ -507,7 +536,9 @@ def discover_runners() -> tuple[list[str], list[str]]:
     installed = [n for n, info in infos.items() if info.installed]
     backends = [n for n in PROBPIPE_ORDER if n in installed]
     backends += sorted(n for n in installed if n not in PROBPIPE_ORDER)
-    raw = [n for n, mods in RAW_REQUIRES.items() if all(util.find_spec(m) for m in mods)]
+    from .baselines import BASELINES
+
+    raw = [n for n, cls in BASELINES.items() if all(util.find_spec(m) for m in cls.requires)]
     return backends, raw
 
 
@@ -543,17 +574,8 @@ def machine_info() -> dict[str, Any]:
         pass
     versions = {}
     for dist in (
-        "probpipe",
-        "probpipe-ray",
-        "numpy",
-        "prefect",
-        "prefect-dask",
-        "prefect-ray",
-        "ray",
-        "dask",
-        "distributed",
-        "cloudpickle",
-        "matplotlib",
+        *("probpipe", "probpipe-ray", "numpy", "prefect", "prefect-dask", "prefect-ray"),
+        *("ray", "dask", "distributed", "cloudpickle", "matplotlib"),
     ):
         try:
             versions[dist] = metadata.version(dist)
@@ -571,45 +593,55 @@ def machine_info() -> dict[str, Any]:
 
 
 def plan_cases(
-    workloads: list[str], runners: list[str], trim_slow: bool
-) -> list[tuple[str, str, str]]:
-    """(workload, runner, "run" | "n/a" | "skipped") for every pair, in run order.
+    workloads: list[str], runners: list[str], *, trim_slow: bool, named: bool, parallel: list[str]
+) -> list[tuple[str, str, str, str]]:
+    """(workload, runner, "run" | "n/a" | "skipped", why) for every pair, in run order.
 
     ``trim_slow`` (--quick without --runners): the two raw Prefect baselines
     with out-of-process runners cost about a minute per case, mostly start-up;
-    they run W1 only, where their per-task cost is the point.
+    they run W1 only, where their per-task cost is the point. ``named``: the
+    runners were named in --runners, so a workload's default backends do not
+    limit them.
     """
+    import probpipe as pp
+
     from .baselines import BASELINES
     from .workloads import SLOW_RAW_RUNNERS, WORKLOADS
 
     plan = []
     for key in workloads:
+        w = WORKLOADS[key]
         for runner in runners:
-            if runner in BASELINES and runner not in WORKLOADS[key].raw:
+            what, why = "run", ""
+            if runner in BASELINES:
+                if runner not in w.raw:
+                    what = "n/a"
+                elif trim_slow and runner in SLOW_RAW_RUNNERS and key != "W1":
+                    what, why = "skipped", "--quick runs the slowest raw baselines on W1 only"
+            elif w.needs and not hasattr(pp, w.needs):
+                what, why = "skipped", f"this probpipe has no pp.{w.needs}"
+            elif w.backends == "parallel" and runner not in parallel:
                 what = "n/a"
-            elif trim_slow and runner in SLOW_RAW_RUNNERS and key != "W1":
-                what = "skipped"
-            else:
-                what = "run"
-            plan.append((key, runner, what))
+            elif isinstance(w.backends, tuple) and runner not in w.backends and not named:
+                what, why = (
+                    "skipped",
+                    f"runs on {', '.join(w.backends)} unless --runners names others",
+                )
+            plan.append((key, runner, what, why))
     return plan
 
 
 def _fmt_case(result: dict[str, Any]) -> str:
     if result.get("status") != "ok":
         return f"ERROR {result.get('error', '?')}".splitlines()[0][:160]
-    parts = []
-    if result.get("first_call_s") is not None:
-        parts.append(f"first call {result['first_call_s']:.2f} s")
-        if result.get("median_s") is not None:
-            parts.append(f"later calls {result['median_s']:.3f} s")
-    elif result.get("median_s") is not None:
-        times = ", ".join(f"{t:.3f}" for t in result.get("times_s", []))
-        parts.append(f"median {result['median_s']:.3f} s [{times}]")
-    if result.get("chunksize") is not None:
-        parts.append(f"chunksize {result['chunksize']}")
-    if result.get("peak_rss_mb"):
-        parts.append(f"peak RSS {result['peak_rss_mb']:.0f} MB")
+    series = result.get("series", {})
+    parts = [f"{name or 'median'} {s['median_s']:.3f} s" for name, s in series.items()]
+    chunks = {s.get("chunksize") for s in series.values()} - {None}
+    if chunks:
+        parts.append(f"chunksize {', '.join(map(str, sorted(chunks)))}")
+    rss = max((s.get("peak_rss_mb") or 0 for s in series.values()), default=0)
+    if rss:
+        parts.append(f"peak RSS {rss:.0f} MB")
     return ", ".join(parts)
 
 
@@ -621,6 +653,7 @@ def run_benchmarks(
     repeats: int,
     quick: bool,
     trim_slow: bool,
+    named: bool,
     out_dir: Path,
     timeout: float,
     quiet_wait: float,
@@ -672,13 +705,18 @@ def run_benchmarks(
         )
 
     patience = Patience(quiet_wait)
-    plan = plan_cases(workloads, runners, trim_slow)
+    plan = plan_cases(
+        workloads,
+        runners,
+        trim_slow=trim_slow,
+        named=named,
+        parallel=data["meta"]["parallel_backends"],
+    )
     todo = [p for p in plan if p[2] == "run"]
-    skipped = sum(1 for p in plan if p[2] == "skipped")
     print(
         f"{len(todo)} cases ({len(workloads)} workloads x {len(runners)} runners, "
-        f"{len(plan) - len(todo) - skipped} n/a, {skipped} skipped by --quick), "
-        f"each in a fresh subprocess; raw logs in {raw_dir}",
+        f"{sum(p[2] == 'n/a' for p in plan)} n/a, {sum(p[2] == 'skipped' for p in plan)} "
+        f"skipped), each in a fresh subprocess; raw logs in {raw_dir}",
         flush=True,
     )
     try:
@@ -692,13 +730,15 @@ def run_benchmarks(
                 timeout,
             )
             data["meta"]["prefect_prewarm"] = {
-                k: warm.get(k) for k in ("status", "median_s", "error")
+                k: warm.get(k) for k in ("status", "seconds", "error")
             }
-            print(f"  {_fmt_case(warm)}", flush=True)
+            print(f"  {warm.get('status')} {warm.get('seconds') or 0:.1f} s", flush=True)
         done = 0
-        for key, runner, what in plan:
+        for key, runner, what, why in plan:
             if what != "run":
-                data["cases"].append({"workload": key, "runner": runner, "status": what})
+                data["cases"].append(
+                    {"workload": key, "runner": runner, "status": what, "why": why}
+                )
                 continue
             done += 1
             print(f"[{done:>2}/{len(todo)}] {key} {runner:<17} ...", end=" ", flush=True)
@@ -710,12 +750,7 @@ def run_benchmarks(
                     "error": f"backend {runner!r} is not installed",
                 }
             else:
-                case = {
-                    "workload": key,
-                    "runner": runner,
-                    "sizes": sizes[key],
-                    "repeats": repeats,
-                }
+                case = {"workload": key, "runner": runner, "sizes": sizes[key], "repeats": repeats}
                 result = _run_measured(case, raw_dir, run_tag, prefect_home, timeout, patience)
             data["cases"].append(result)
             wall = result.get("subprocess_s", 0.0)

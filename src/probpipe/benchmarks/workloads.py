@@ -1,10 +1,10 @@
-"""The benchmark workloads: row functions, sizes, and how each runner calls them.
+"""The benchmark workloads: row functions, sizes, and the calls each case times.
 
 The row functions are module-level and depend on NumPy (and probpipe.models)
 only, so every engine's worker processes import them by reference from the
 installed package instead of receiving pickled code.
 
-Every row function has two spellings:
+A workload row has two spellings:
 
 * ``name(item, **const)`` for the raw-engine baselines: ``item`` is the row's
   index or seed, ``const`` the values every row shares (see baselines.py);
@@ -12,7 +12,10 @@ Every row function has two spellings:
   distribution (and ``rng`` where the row needs randomness), so the call goes
   through probpipe's whole path (sampling, planning, chunking, assembly).
 
-Both spellings do the same work per row.
+Both spellings do the same work per row. A :class:`Job` is one call in both
+spellings; a workload prepares its warm-up jobs and its timed steps (a named
+series of jobs: W1 has one series, W8 one per size, W7 one per way of
+building the rows' setup).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from .baselines import BASELINES
 
 
 def inc(x: float) -> float:
-    """The trivial row (W1, W4, W6): everything measured around it is overhead."""
+    """The trivial row (W1, W4, W8): everything measured around it is overhead."""
     return x + 1.0
 
 
@@ -132,6 +135,37 @@ def challenger_standardized() -> tuple[np.ndarray, np.ndarray]:
     return (temp - temp.mean()) / temp.std(), data["distress"]
 
 
+def slow_setup(seconds: float, tag: int = 0) -> dict[str, float]:
+    """W7: what every row needs first, e.g. a model loaded from disk.
+
+    It waits rather than computes (loading is mostly I/O), so the 2 cores
+    stay free for the rows' work. ``tag`` makes a fresh value (a new
+    fingerprint) for each call that should build it again.
+    """
+    time.sleep(seconds)
+    return {"offset": 1.0}
+
+
+def _busy(seconds: float) -> None:
+    """Hold the CPU for ``seconds`` of wall time (a row's work, W7)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def setup_in_row(x: float, setup_s: float, work_s: float) -> float:
+    """W7 without per-worker values: every row builds its setup itself."""
+    model = slow_setup(setup_s)
+    _busy(work_s)
+    return x + model["offset"]
+
+
+def setup_given(x: float, model: dict[str, float], work_s: float) -> float:
+    """W7 with ``pp.per_worker``: the row receives the setup its worker built."""
+    _busy(work_s)
+    return x + model["offset"]
+
+
 def calibrate_mcmc(row_seconds: float) -> dict[str, Any]:
     """Iterations for one W2 row to take about ``row_seconds`` on this machine.
 
@@ -156,7 +190,7 @@ def calibrate_mcmc(row_seconds: float) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
-# Workloads: sizes and the two ways to run one call
+# Jobs: one call in both spellings
 # ---------------------------------------------------------------------------
 
 
@@ -166,22 +200,196 @@ WARMUP_ROWS = 8
 
 
 @dataclass
-class Prepared:
-    """One workload at concrete sizes, ready to run in a benchmark subprocess.
+class Job:
+    """One call: ``probpipe(i)`` on the active backend, or ``raw(i)`` -> (fn, items, const).
 
-    ``probpipe_call(i, light)`` runs call number ``i`` on probpipe's active
-    backend; ``raw_args(i, light)`` gives ``(fn, items, const)`` for a raw
-    baseline to map. ``light=True`` asks for the warm-up version of the call:
-    the same functions and arguments, but less work (fewer rows, or shorter
-    rows), since it only has to start the engine, its workers and imports.
+    ``i`` numbers the case's calls (warm-up 0); W3 uses it to give every
+    call new data. ``raw`` is None where no raw baseline applies.
     """
 
     rows: int
-    probpipe_call: Callable[[int, bool], Any]
-    raw_args: Callable[[int, bool], tuple[Callable[..., Any], list[Any], dict[str, Any]]]
-    result_nbytes: Callable[[Any], int] = lambda result: 0
+    probpipe: Callable[[int], Any]
+    raw: Callable[[int], tuple[Callable[..., Any], list[Any], dict[str, Any]]] | None = None
+
+
+@dataclass
+class Prepared:
+    """A workload at concrete sizes: the warm-up jobs, then the timed (series, job) steps."""
+
+    warmup: list[Job]
+    steps: list[tuple[str, Job]]
     # seconds each row took, measured inside the row (W2), or None
     row_seconds: Callable[[Any], list[float] | None] = lambda result: None
+    # the part of a result that must be identical on every backend
+    comparable: Callable[[Any], Any] = lambda result: result
+
+
+def repeated(job: Job, repeats: int, series: str = "") -> list[tuple[str, Job]]:
+    return [(series, job)] * repeats
+
+
+def _broadcast(func: Callable[..., Any], rows: int, **options: Any) -> Any:
+    import probpipe as pp
+
+    # A fixed seed: every runner computes the very same rows.
+    return pp.WorkflowFunction(func, n_broadcast_samples=rows, seed=2026, **options)
+
+
+def trivial_job(rows: int, **options: Any) -> Job:
+    """``rows`` trivial rows (``inc``); ``options`` go to the workflow function."""
+    import probpipe as pp
+
+    wf = _broadcast(inc, rows, **options)
+    x = pp.Uniform(0.0, 1.0)
+    return Job(rows, lambda i: wf(x), lambda i: (inc, list(range(rows)), {}))
+
+
+def _light(rows: int) -> int:
+    return min(rows, WARMUP_ROWS)
+
+
+# ---------------------------------------------------------------------------
+# Workloads
+# ---------------------------------------------------------------------------
+
+
+def _prepare_w1(sizes: dict[str, Any], runner: str, repeats: int) -> Prepared:
+    # Raw Prefect task.map runs one task run per row: out of process ~60 ms
+    # each, and thousands of thread-runner tasks at once overload Prefect's
+    # temporary API (503 Service Unavailable). These run fewer rows; the
+    # metric is per row.
+    rows = int(sizes["raw_prefect_rows" if runner in RAW_PREFECT_RUNNERS else "rows"])
+    return Prepared([trivial_job(_light(rows))], repeated(trivial_job(rows), repeats))
+
+
+def _prepare_w1p(sizes: dict[str, Any], runner: str, repeats: int) -> Prepared:
+    # Off and on alternate in one process: both meet the same engine, the same
+    # warm caches and (nearly) the same machine load.
+    rows = int(sizes["rows"])
+    off, on = (trivial_job(rows, progress=flag) for flag in (False, True))
+    pairs = [step for _ in range(int(sizes["pairs"])) for step in (("off", off), ("on", on))]
+    warmup = [trivial_job(_light(rows), progress=flag) for flag in (False, True)]
+    return Prepared(warmup, pairs)
+
+
+def _prepare_w2(sizes: dict[str, Any], runner: str, repeats: int) -> Prepared:
+    import probpipe as pp
+
+    rows, n_iter = int(sizes["rows"]), int(sizes["n_iter"])
+    wf = _broadcast(mcmc_row, rows)
+    start = pp.Normal(0.0, 1.0)
+
+    def job(n: int) -> Job:
+        return Job(
+            rows, lambda i: wf(start, n_iter=n), lambda i: (mcmc, list(range(rows)), {"n_iter": n})
+        )
+
+    def samples(result: Any) -> np.ndarray:
+        return np.asarray(getattr(result, "samples", result))
+
+    return Prepared(
+        # Every row, so every worker starts; each row 20x shorter.
+        [job(max(1000, n_iter // 20))],
+        repeated(job(n_iter), repeats),
+        row_seconds=lambda result: samples(result)[:, 3].tolist(),
+        comparable=lambda result: samples(result)[:, :3],  # not the row's own time
+    )
+
+
+def _prepare_w3(sizes: dict[str, Any], runner: str, repeats: int) -> Prepared:
+    import probpipe as pp
+
+    arr = np.random.default_rng(0).random(int(sizes["mb"] * 2**20) // 8)
+    x = pp.Uniform(0.0, 1.0)
+
+    def fresh(i: int) -> np.ndarray:
+        # New content for every call, so every call ships the array (probpipe
+        # would otherwise reuse the copy it shared for equal content).
+        arr[0] = float(i)
+        return arr
+
+    def job(rows: int) -> Job:
+        wf = _broadcast(touch_row, rows)
+        return Job(
+            rows,
+            lambda i: wf(x, arr=fresh(i)),
+            lambda i: (touch, list(range(rows)), {"arr": fresh(i)}),
+        )
+
+    rows = int(sizes["rows"])
+    return Prepared([job(_light(rows))], repeated(job(rows), repeats))
+
+
+def _prepare_w4(sizes: dict[str, Any], runner: str, repeats: int) -> Prepared:
+    # No warm-up: the first call pays for starting the engine, and counts.
+    return Prepared([], repeated(trivial_job(int(sizes["rows"])), int(sizes["calls"])))
+
+
+def _prepare_w5(sizes: dict[str, Any], runner: str, repeats: int) -> Prepared:
+    import probpipe as pp
+
+    rows, n_iter = int(sizes["replicates"]), int(sizes["n_iter"])
+    X, y = challenger_standardized()
+    boot = pp.BootstrapReplicateDistribution(pp.Record(name="challenger", X=X, y=y))
+    wf = _broadcast(fit_row, rows)
+
+    def job(n: int) -> Job:
+        def call(i: int) -> Any:
+            result = wf(boot["X"], boot["y"], n_iter=n)
+            if not isinstance(result, pp.MixtureDistribution):
+                raise TypeError(f"expected a MixtureDistribution, got {type(result).__name__}")
+            return result
+
+        return Job(
+            rows, call, lambda i: (fit_replicate, list(range(rows)), {"X": X, "y": y, "n_iter": n})
+        )
+
+    return Prepared([job(max(200, n_iter // 10))], repeated(job(n_iter), repeats))
+
+
+def _prepare_w7(sizes: dict[str, Any], runner: str, repeats: int) -> Prepared:
+    import probpipe as pp
+
+    rows, setup_s, work_s = int(sizes["rows"]), float(sizes["setup_s"]), float(sizes["work_s"])
+    x = pp.Uniform(0.0, 1.0)
+    in_row = _broadcast(setup_in_row, rows)
+    given = _broadcast(setup_given, rows)
+
+    def per_worker(tag: Callable[[int], int]) -> Job:
+        return Job(
+            rows,
+            lambda i: given(x, model=pp.per_worker(slow_setup, setup_s, tag=tag(i)), work_s=work_s),
+        )
+
+    return Prepared(
+        [trivial_job(WARMUP_ROWS)],  # starts the engine and its workers; builds nothing
+        [
+            *repeated(
+                Job(rows, lambda i: in_row(x, setup_s=setup_s, work_s=work_s)),
+                repeats,
+                "in every row",
+            ),
+            # A new tag each call (the call's number): each call builds once per worker.
+            *repeated(per_worker(lambda i: i), repeats, "per_worker, built"),
+            # The tag of the last call above: the values its workers built are reused.
+            *repeated(per_worker(lambda i: 2 * repeats), repeats, "per_worker, reused"),
+        ],
+    )
+
+
+def _prepare_w8(sizes: dict[str, Any], runner: str, repeats: int) -> Prepared:
+    steps = []
+    for rows in sorted(int(n) for n in sizes["rows"] if int(n) <= int(sizes["max_rows"])):
+        # One call at the largest sizes: 1M trivial rows take long enough to time once.
+        steps += repeated(trivial_job(rows), repeats if rows <= 100_000 else 1, str(rows))
+    return Prepared([trivial_job(WARMUP_ROWS)], steps)
+
+
+# Raw baselines with one Prefect task run per row.
+RAW_PREFECT_RUNNERS = ("raw-prefect", "raw-prefect-dask", "raw-prefect-ray")
+# Those whose per-task cost is tens of milliseconds and whose start-up (a
+# temporary Prefect API in every worker process) takes about a minute.
+SLOW_RAW_RUNNERS = ("raw-prefect-dask", "raw-prefect-ray")
 
 
 @dataclass(frozen=True)
@@ -191,151 +399,15 @@ class Workload:
     measures: str
     sizes: dict[str, Any]
     quick: dict[str, Any]
-    # raw baselines that apply (probpipe backends always apply)
-    raw: tuple[str, ...]
-    prepare: Callable[[dict[str, Any], str], Prepared] = field(repr=False)
-    # W4: the first call is measured, not discarded as a warm-up
-    first_call_counts: bool = False
+    prepare: Callable[[dict[str, Any], str, int], Prepared] = field(repr=False)
+    # raw baselines that apply
+    raw: tuple[str, ...] = tuple(BASELINES)
+    # probpipe backends it runs on by default: "all", "parallel" (those that
+    # run rows in other processes), or names (others only when named in --runners)
+    backends: str | tuple[str, ...] = "all"
+    # the probpipe function it needs, for a probpipe that may predate it
+    needs: str | None = None
 
-
-def _n_rows(result: Any) -> int:
-    for attr in ("samples", "components", "items"):
-        if hasattr(result, attr):
-            return len(getattr(result, attr))
-    return len(result)
-
-
-def checked(call: Callable[[int, bool], Any], rows: int) -> Callable[..., Any]:
-    """Wrap a call so that a wrong number of rows is an error, not a fast time."""
-
-    def run(i: int, light: bool = False) -> Any:
-        result = call(i, light)
-        if not light and _n_rows(result) != rows:
-            raise RuntimeError(f"expected {rows} rows, got {_n_rows(result)}")
-        return result
-
-    return run
-
-
-class _Broadcast:
-    """A workflow function at the workload's size and at the warm-up size."""
-
-    def __init__(self, func: Callable[..., Any], rows: int, light_rows: int | None = None):
-        import probpipe as pp
-
-        # A fixed seed: every runner computes the very same rows.
-        self.full = pp.WorkflowFunction(func, n_broadcast_samples=rows, seed=2026)
-        self.light = self.full.with_options(n_broadcast_samples=light_rows or rows)
-
-    def __call__(self, light: bool, *args: Any, **kwargs: Any) -> Any:
-        return (self.light if light else self.full)(*args, **kwargs)
-
-
-def _trivial(sizes: dict[str, Any], rows_key: str = "rows") -> Prepared:
-    import probpipe as pp
-
-    rows = int(sizes[rows_key])
-    light_rows = min(rows, WARMUP_ROWS)
-    wf = _Broadcast(inc, rows, light_rows)
-    x = pp.Uniform(0.0, 1.0)
-    return Prepared(
-        rows=rows,
-        probpipe_call=lambda i, light: wf(light, x),
-        raw_args=lambda i, light: (inc, list(range(light_rows if light else rows)), {}),
-        result_nbytes=lambda result: int(np.asarray(getattr(result, "samples", result)).nbytes),
-    )
-
-
-def _prepare_w1(sizes: dict[str, Any], runner: str) -> Prepared:
-    # Raw Prefect task.map runs one task run per row: out of process ~60 ms
-    # each (2,000 rows would take ~2 min per call), and 2,000 thread-runner
-    # tasks at once overload Prefect's temporary API (503 Service Unavailable).
-    # These run fewer rows; the metric is per row.
-    key = "raw_prefect_rows" if runner in RAW_PREFECT_RUNNERS else "rows"
-    return _trivial(sizes, key)
-
-
-def _prepare_w2(sizes: dict[str, Any], runner: str) -> Prepared:
-    import probpipe as pp
-
-    rows, n_iter = int(sizes["rows"]), int(sizes["n_iter"])
-    wf = _Broadcast(mcmc_row, rows)
-    start = pp.Normal(0.0, 1.0)
-
-    def iters(light: bool) -> int:
-        # Every row, so every worker starts; each row 20x shorter.
-        return max(1000, n_iter // 20) if light else n_iter
-
-    return Prepared(
-        rows=rows,
-        probpipe_call=lambda i, light: wf(light, start, n_iter=iters(light)),
-        raw_args=lambda i, light: (mcmc, list(range(rows)), {"n_iter": iters(light)}),
-        row_seconds=lambda result: np.asarray(getattr(result, "samples", result))[:, 3].tolist(),
-    )
-
-
-def _prepare_w3(sizes: dict[str, Any], runner: str) -> Prepared:
-    import probpipe as pp
-
-    rows = int(sizes["rows"])
-    light_rows = min(rows, WARMUP_ROWS)
-    arr = np.random.default_rng(0).random(int(sizes["mb"] * 2**20) // 8)
-    wf = _Broadcast(touch_row, rows, light_rows)
-    x = pp.Uniform(0.0, 1.0)
-
-    def fresh(i: int) -> np.ndarray:
-        # New content for every call, so every call ships the array (probpipe
-        # would otherwise reuse the copy it shared for equal content).
-        arr[0] = float(i)
-        return arr
-
-    return Prepared(
-        rows=rows,
-        probpipe_call=lambda i, light: wf(light, x, arr=fresh(i)),
-        raw_args=lambda i, light: (
-            touch,
-            list(range(light_rows if light else rows)),
-            {"arr": fresh(i)},
-        ),
-    )
-
-
-def _prepare_w5(sizes: dict[str, Any], runner: str) -> Prepared:
-    import probpipe as pp
-
-    rows, n_iter = int(sizes["replicates"]), int(sizes["n_iter"])
-    X, y = challenger_standardized()
-    launches = pp.Record(name="challenger", X=X, y=y)
-    boot = pp.BootstrapReplicateDistribution(launches)
-    wf = _Broadcast(fit_row, rows)
-
-    def iters(light: bool) -> int:
-        return max(200, n_iter // 10) if light else n_iter
-
-    def call(i: int, light: bool) -> Any:
-        result = wf(light, boot["X"], boot["y"], n_iter=iters(light))
-        if not isinstance(result, pp.MixtureDistribution):
-            raise TypeError(f"expected a MixtureDistribution, got {type(result).__name__}")
-        return result
-
-    return Prepared(
-        rows=rows,
-        probpipe_call=call,
-        raw_args=lambda i, light: (
-            fit_replicate,
-            list(range(rows)),
-            {"X": X, "y": y, "n_iter": iters(light)},
-        ),
-    )
-
-
-# Raw baselines with one Prefect task run per row.
-RAW_PREFECT_RUNNERS = ("raw-prefect", "raw-prefect-dask", "raw-prefect-ray")
-# Those whose per-task cost is tens of milliseconds and whose start-up (a
-# temporary Prefect API in every worker process) takes about a minute.
-SLOW_RAW_RUNNERS = ("raw-prefect-dask", "raw-prefect-ray")
-
-ALL_RAW = tuple(BASELINES)
 
 WORKLOADS: dict[str, Workload] = {
     w.key: w
@@ -344,13 +416,24 @@ WORKLOADS: dict[str, Workload] = {
             key="W1",
             title="per-row overhead",
             measures=(
-                "2,000 trivial rows (x + 1) in one call; per-row overhead in ms = "
+                "500 trivial rows (x + 1) in one call; per-row overhead in ms = "
                 "(T_runner - T_plain_loop) / rows"
             ),
-            sizes={"rows": 2000, "raw_prefect_rows": 200},
+            sizes={"rows": 500, "raw_prefect_rows": 200},
             quick={"rows": 200, "raw_prefect_rows": 50},
-            raw=ALL_RAW,
             prepare=_prepare_w1,
+        ),
+        Workload(
+            key="W1P",
+            title="progress bar cost",
+            measures=(
+                "W1's 500 trivial rows with progress=False and progress=True, calls "
+                "alternating in one process; cost = median on / median off - 1"
+            ),
+            sizes={"rows": 500, "pairs": 10},
+            quick={"rows": 200, "pairs": 3},
+            prepare=_prepare_w1p,
+            raw=(),
         ),
         Workload(
             key="W2",
@@ -361,7 +444,6 @@ WORKLOADS: dict[str, Workload] = {
             ),
             sizes={"rows": 16, "row_seconds": 0.5},
             quick={"rows": 8, "row_seconds": 0.1},
-            raw=ALL_RAW,
             prepare=_prepare_w2,
         ),
         Workload(
@@ -373,21 +455,18 @@ WORKLOADS: dict[str, Workload] = {
             ),
             sizes={"rows": 16, "mb": 50},
             quick={"rows": 8, "mb": 10},
-            raw=ALL_RAW,
             prepare=_prepare_w3,
         ),
         Workload(
             key="W4",
             title="repeated calls",
             measures=(
-                "the same 16 trivial rows called 5 times on one backend: the first "
-                "call (engine start included) and the median of calls 2..5"
+                "the same 4 trivial rows called 5 times on one backend: the first "
+                "call (engine start included) and the later calls"
             ),
-            sizes={"rows": 16, "calls": 5},
-            quick={"rows": 8, "calls": 3},
-            raw=ALL_RAW,
-            prepare=lambda sizes, runner: _trivial(sizes),
-            first_call_counts=True,
+            sizes={"rows": 4, "calls": 5},
+            quick={"rows": 4, "calls": 3},
+            prepare=_prepare_w4,
         ),
         Workload(
             key="W5",
@@ -399,20 +478,36 @@ WORKLOADS: dict[str, Workload] = {
             ),
             sizes={"replicates": 32, "n_iter": 4000},
             quick={"replicates": 8, "n_iter": 1000},
-            raw=("raw-loop",),
             prepare=_prepare_w5,
+            raw=("raw-loop",),
         ),
         Workload(
-            key="W6",
-            title="many rows, memory",
+            key="W7",
+            title="per-worker setup",
             measures=(
-                "100,000 trivial rows in one call: wall time, peak RSS of the driver "
-                "process and the result's size (samples.nbytes)"
+                "16 rows that each need a 2 s setup (sleep) and 0.25 s of CPU work: the "
+                "setup built in every row, with pp.per_worker (built once per worker), "
+                "and with pp.per_worker values reused by later calls"
             ),
-            sizes={"rows": 100_000},
-            quick={"rows": 10_000},
+            sizes={"rows": 16, "setup_s": 2.0, "work_s": 0.25},
+            quick={"rows": 4, "setup_s": 0.5, "work_s": 0.05},
+            prepare=_prepare_w7,
+            raw=(),
+            backends="parallel",
+            needs="per_worker",
+        ),
+        Workload(
+            key="W8",
+            title="scale",
+            measures=(
+                "1k, 10k, 100k and 1M trivial rows in one call each (sizes above "
+                "max_rows left out): time per row and the driver's peak RSS"
+            ),
+            sizes={"rows": [1000, 10_000, 100_000, 1_000_000], "max_rows": 1_000_000},
+            quick={"rows": [1000, 10_000], "max_rows": 10_000},
+            prepare=_prepare_w8,
             raw=("raw-loop",),
-            prepare=lambda sizes, runner: _trivial(sizes),
+            backends=("sequential", "ray", "prefect-ray"),
         ),
     )
 }
