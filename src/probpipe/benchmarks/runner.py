@@ -661,7 +661,7 @@ def run_benchmarks(
 ) -> dict[str, Any]:
     """Run the plan, write results.json (as it goes) and return the data."""
     from . import report
-    from .workloads import calibrate_mcmc
+    from .workloads import WORKLOADS, calibrate_mcmc
 
     out_dir.mkdir(parents=True, exist_ok=True)
     raw_dir = out_dir / "raw"
@@ -751,7 +751,9 @@ def run_benchmarks(
                 }
             else:
                 case = {"workload": key, "runner": runner, "sizes": sizes[key], "repeats": repeats}
-                result = _run_measured(case, raw_dir, run_tag, prefect_home, timeout, patience)
+                # A workload may need longer (W8's million rows on a slow backend).
+                limit = max(timeout, WORKLOADS[key].min_timeout_s)
+                result = _run_measured(case, raw_dir, run_tag, prefect_home, limit, patience)
             data["cases"].append(result)
             wall = result.get("subprocess_s", 0.0)
             other = result.get("other_cpu_cores")

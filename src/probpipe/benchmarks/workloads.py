@@ -407,6 +407,8 @@ class Workload:
     backends: str | tuple[str, ...] = "all"
     # the probpipe function it needs, for a probpipe that may predate it
     needs: str | None = None
+    # seconds a case may take at least, whatever --timeout says
+    min_timeout_s: float = 0.0
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -508,6 +510,7 @@ WORKLOADS: dict[str, Workload] = {
             prepare=_prepare_w8,
             raw=("raw-loop",),
             backends=("sequential", "ray", "prefect-ray"),
+            min_timeout_s=1200.0,
         ),
     )
 }
