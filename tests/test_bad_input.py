@@ -269,13 +269,13 @@ CASES = [
             x=pp.sweep([1.0])
         ),
         pp.BackendConnectionError,
-        r"nothing answers at the Dask scheduler address 'tcp://127\.0\.0\.1:9'",
+        r"cannot reach the Dask scheduler at 'tcp://127\.0\.0\.1:9': nothing listens",
     ),
     (
         "ray-address-unreachable",
         lambda f: wf(f, backend=unstarted("prefect-ray", address="127.0.0.1:9"))(x=pp.sweep([1.0])),
         pp.BackendConnectionError,
-        r"nothing answers at Ray address '127\.0\.0\.1:9'.*ray start --head",
+        r"cannot reach the Ray head \(GCS\) at '127\.0\.0\.1:9'.*ray start --head",
     ),
     (
         "unpicklable-argument",

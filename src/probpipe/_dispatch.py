@@ -23,6 +23,7 @@ import concurrent.futures as cf
 import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -116,7 +117,8 @@ class Dispatch:
         self.on_success = on_success
         self.failures: dict[int, Failure] = {}
         self.attempts: dict[int, int] = {}
-        self.pending: dict[cf.Future, Chunk] = {}
+        self.pending: dict[cf.Future, Chunk] = {}  # in the engine's hands
+        self.queued: deque[Chunk] = deque()  # waiting for room in the window
         self.n_chunks = 0
         self.stop_row: int | None = None  # fail fast: rows above this are not needed
         self.suspects: list[tuple[RowTask, int]] = []  # rows whose worker died once
@@ -132,9 +134,21 @@ class Dispatch:
 
     # -- submitting -----------------------------------------------------------
     def _submit(self, chunks: list[Chunk]) -> None:
-        chunks = [c for c in chunks if c.rows]
-        if not chunks:
+        """Queue chunks; at most two per worker are in the engine's hands at a time.
+
+        The window (joblib's ``pre_dispatch="2*n_jobs"``) keeps every worker
+        busy while bounding what is in flight: waiting scans only the window,
+        a million one-row chunks never exist as a million futures, and fail
+        fast has little to cancel.
+        """
+        self.queued.extend(c for c in chunks if c.rows)
+        self._fill()
+
+    def _fill(self) -> None:
+        room = 2 * self._parallelism - len(self.pending)
+        if room <= 0 or not self.queued:
             return
+        chunks = [self.queued.popleft() for _ in range(min(room, len(self.queued)))]
         futures = self._submit_fn(run_item, [WorkItem(self.spec_ref, c, self.refs) for c in chunks])
         for future, chunk in zip(futures, chunks):
             self.pending[future] = chunk
@@ -185,8 +199,8 @@ class Dispatch:
         self._parallelism = max(1, int(parallelism))
         self._start()
         try:
-            while self.pending or self.suspects:
-                if not self.pending:
+            while self.pending or self.queued or self.suspects:
+                if not self.pending and not self.queued:
                     self._run_next_suspect_alone()
                     continue
                 for future in wait_first(self.pending):
@@ -194,6 +208,7 @@ class Dispatch:
                     if chunk is not None:  # else cancelled by fail fast meanwhile
                         self._take(future, chunk)
                 self._after_probe()
+                self._fill()
         except BaseException:
             self.cancel_pending()
             raise
@@ -214,6 +229,7 @@ class Dispatch:
             )
 
     def cancel_pending(self) -> None:
+        self.queued.clear()
         pending, self.pending = list(self.pending), {}
         for future in pending:
             future.cancel()
@@ -318,6 +334,7 @@ class Dispatch:
         for future in doomed:
             del self.pending[future]
             future.cancel()
+        self.queued = deque(c for c in self.queued if c.rows[0].row <= row)
         if self._waiting_for_probe:
             self._waiting_for_probe = [t for t in self._waiting_for_probe if t.row < row]
 
