@@ -108,6 +108,8 @@ class RowReporter:
         if self.sock is None:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.setblocking(False)
+            # Bound to loopback: an unbound sender would be bound to 0.0.0.0.
+            self.sock.bind(("127.0.0.1", 0))
         for data in datagrams(call_id, self.chunk.attempt, rows, self.failed):
             with contextlib.suppress(OSError):
                 self.sock.sendto(data, address)

@@ -178,18 +178,24 @@ def _init_ray(address: str, **options: Any) -> None:
 
     The head's Ray Client proxy forks one server per client; under load that
     child sometimes dies at once (gRPC: "skipping fork() handlers", then
-    "Starting Ray client server failed": twice in about 25 connections while
-    testing here). The next connection gets a new one.
+    "Starting Ray client server failed", or "Initialization failure from
+    server" when the proxy finds it a zombie: a few times in about 25
+    connections while testing here). The next connection gets a new one.
     """
     import ray
 
-    try:
-        ray.init(address=address, **options)
-    except ConnectionError as exc:
-        if not (address.startswith("ray://") and "Starting Ray client server failed" in str(exc)):
-            raise
-        logger.warning("Ray Client: the head failed to start a server for this client; retrying")
-        ray.init(address=address, **options)
+    for attempt in range(3):
+        try:
+            ray.init(address=address, **options)
+            return
+        except ConnectionError as exc:
+            server_died = any(
+                sign in str(exc)
+                for sign in ("Starting Ray client server failed", "Initialization failure")
+            )
+            if attempt == 2 or not (address.startswith("ray://") and server_died):
+                raise
+            logger.warning("Ray Client: the head's server for this client died; retrying")
 
 
 def release() -> None:
