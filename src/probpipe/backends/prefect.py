@@ -153,12 +153,15 @@ class _PrefectBackend(ExecutionBackend):
             log_prints=False,
         )
         with prefect_engine.settings_for_flows(self._api_url), own_run():
-            call_flow(return_state=True)
+            state = call_flow(return_state=True)
         prefect_engine.flush_before_prefect_exits()
         if "error" in outcome:
             raise outcome["error"]
         if outcome.get("interrupted"):
             raise KeyboardInterrupt
+        if "summary" not in outcome:  # Prefect failed before the flow's body ran
+            state.result(raise_on_failure=True)
+            raise RuntimeError(f"Prefect ended the flow run of {name}() as {state!r}")
         return outcome["summary"]
 
     def _call_hints(self, call: Any) -> Any:
