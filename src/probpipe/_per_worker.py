@@ -58,6 +58,7 @@ class PerWorker:
     """
 
     __slots__ = ("args", "factory", "fingerprint", "kwargs")
+    expanded_by_planner = True  # see the check in __init__
 
     def __init__(self, factory: Any, /, *args: Any, **kwargs: Any):
         if not callable(factory):
@@ -65,10 +66,10 @@ class PerWorker:
                 f"per_worker() takes a factory callable first (it builds the value on each "
                 f"worker), got {type(factory).__name__} {factory!r}"
             )
-        from ._plan import Sweep
-
         for given in (*args, *kwargs.values()):
-            if isinstance(given, (Sweep, PerWorker)):
+            # Sweep and PerWorker mark arguments the planner expands; checked by
+            # that flag, so this worker-side module needs nothing of the planner.
+            if getattr(type(given), "expanded_by_planner", False):
                 raise TypeError(
                     f"per_worker({_callable_name(factory)}, ...): its arguments are passed to "
                     f"the factory as they are, so a {type(given).__name__} among them would "

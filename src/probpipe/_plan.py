@@ -34,6 +34,7 @@ class Sweep:
     """An argument whose values are tried one by one: ``f(x=pp.sweep([1, 2, 3]))``."""
 
     __slots__ = ("values",)
+    expanded_by_planner = True  # a per_worker() argument may not be one (see _per_worker)
 
     def __init__(self, values: Iterable[Any]):
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):

@@ -13,17 +13,11 @@ import json
 import sys
 from typing import Any, NoReturn
 
+from ._argparse import OneLineParser
+
 # The engines the shipped backends run on, by distribution name. Versions are
 # read from the installed metadata: nothing here is imported.
 ENGINE_DISTRIBUTIONS = ("prefect", "prefect-dask", "dask", "distributed", "prefect-ray", "ray")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line: ``prog: error: ... (see prog --help)``."""
-
-    def error(self, message: str) -> NoReturn:
-        message = " ".join(message.split())
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 class _VersionAction(argparse.Action):

@@ -41,7 +41,7 @@ def _size(text: str) -> tuple[str, str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from probpipe.cli import OneLineParser  # command-line mistakes are one line
+    from probpipe._argparse import OneLineParser  # command-line mistakes are one line
 
     from .workloads import WORKLOADS
 
