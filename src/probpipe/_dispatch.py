@@ -122,7 +122,9 @@ class Dispatch:
         self.n_chunks = 0
         self.stop_row: int | None = None  # fail fast: rows above this are not needed
         self.suspects: list[tuple[RowTask, int]] = []  # rows whose worker died once
-        self._reported: set[tuple[int, int]] = set()  # (row, attempt) told to observers
+        # Per row, the latest attempt told to observers (-1: none): a set of
+        # (row, attempt) pairs would cost over 100 MB at a million rows.
+        self._reported = np.full(n_rows, -1, dtype=np.int32)
         self._report_lock = threading.Lock()
         self.row_seconds: list[float] = []
         self.per_worker_builds: dict[str, int] = {}  # values built, by fingerprint
@@ -345,23 +347,23 @@ class Dispatch:
     # -- telling observers ---------------------------------------------------------
     def _report(self, chunk: Chunk, failed_rows: list[int]) -> None:
         """Tell observers about the chunk's rows no beacon has reported yet."""
-        failed = set(failed_rows)
-        with self._report_lock:
-            rows = [t.row for t in chunk.rows if (t.row, chunk.attempt) not in self._reported]
-            self._reported.update((row, chunk.attempt) for row in rows)
-        self._announce(rows, [row for row in rows if row in failed])
+        self._announce([t.row for t in chunk.rows], chunk.attempt, failed_rows)
 
     def rows_reported(self, rows: list[int], attempt: int, failed: list[int]) -> None:
         """A worker's beacon: a batch of rows finished (called on the beacon thread)."""
-        with self._report_lock:
-            rows = [row for row in rows if (row, attempt) not in self._reported]
-            self._reported.update((row, attempt) for row in rows)
-        new = set(rows)
-        self._announce(rows, [row for row in failed if row in new])
+        self._announce(rows, attempt, failed)
 
-    def _announce(self, rows: list[int], failed: list[int]) -> None:
-        if rows:
-            self.hook.probpipe_rows_finished(call=self.info, rows=rows, failed=failed)
+    def _announce(self, rows: list[int], attempt: int, failed: list[int]) -> None:
+        """Tell observers about the rows of this attempt not yet told (once each)."""
+        with self._report_lock:
+            candidates = np.asarray(rows, dtype=np.int64)
+            new = candidates[self._reported[candidates] < attempt]
+            self._reported[new] = attempt
+        if len(new):
+            fresh = set(new.tolist())
+            self.hook.probpipe_rows_finished(
+                call=self.info, rows=new.tolist(), failed=[r for r in failed if r in fresh]
+            )
 
     def summary(self, seed: int | None, n_restored: int) -> CallSummary:
         failures = tuple(

@@ -19,6 +19,7 @@ retries and the error policy stay in the core.
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Any
 
 from .._backend import ExecutionBackend
@@ -105,6 +106,7 @@ class _PrefectBackend(ExecutionBackend):
         hints = self._call_hints(call)
         name = call.func
         tasks: dict[Any, Any] = {}  # one Prefect task per function the core maps
+        submitted: list[Any] = []  # Prefect futures, to cancel their task runs on Ctrl-C
 
         def submit(fn: Any, items: list[Any]) -> list[TaskFuture]:
             if fn not in tasks:
@@ -116,7 +118,18 @@ class _PrefectBackend(ExecutionBackend):
                     persist_result=False,
                     retries=0,  # the core decides about retries
                 )
-            return [self._follow(future) for future in self._map(tasks[fn], items, hints)]
+            futures = self._map(tasks[fn], items, hints)
+            submitted.extend(futures)
+            return [self._follow(future) for future in futures]
+
+        def running_here() -> list[Any]:
+            """Task runs a thread of this process is running (their server record may lag)."""
+            return [
+                f.task_run_id
+                for f in submitted
+                if isinstance(f.wrapped_future, concurrent.futures.Future)
+                and f.wrapped_future.running()
+            ]
 
         outcome: dict[str, Any] = {}
         flow_run_id = None
@@ -132,13 +145,17 @@ class _PrefectBackend(ExecutionBackend):
                 summary = outcome["summary"] = body(submit, self._parallelism(hints))
             except KeyboardInterrupt:
                 outcome["interrupted"] = True
-                # Workers in other processes may still be reporting "Running".
-                settle = 1.0 if self.ships_to_processes else 0.0
-                prefect_engine.cancel_unfinished_task_runs(flow_run_id, settle)
+                # Rows running on this process's threads are known; workers in
+                # other processes may still be reporting "Running".
+                prefect_engine.cancel_unfinished_task_runs(
+                    flow_run_id,
+                    running_here(),
+                    settle_seconds=1.0 if self.ships_to_processes else 0.0,
+                )
                 return Cancelled(message=f"probpipe call of {name}() stopped by Ctrl-C")
             except BaseException as exc:
                 outcome["error"] = exc
-                prefect_engine.cancel_unfinished_task_runs(flow_run_id)
+                prefect_engine.cancel_unfinished_task_runs(flow_run_id, running_here())
                 raise
             create_markdown_artifact(markdown=summary.markdown(), description=summary.headline())
             return Completed(message=summary.headline())

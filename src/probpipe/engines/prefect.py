@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .._errors import BackendConnectionError
@@ -240,15 +241,19 @@ def settings_for_flows(url: str | None) -> Any:
     return temporary_settings(updates=updates)
 
 
-def cancel_unfinished_task_runs(flow_run_id: Any, settle_seconds: float = 0.0) -> None:
+def cancel_unfinished_task_runs(
+    flow_run_id: Any, started: Iterable[Any] = (), settle_seconds: float = 0.0
+) -> None:
     """Record the flow run's unfinished task runs as Cancelled (after Ctrl-C or fail fast).
 
-    Their engine tasks were stopped or dropped. Task runs are recorded from
-    the events their workers send, so this process's pending events are
-    sent first; the recorder never replaces a state by an older one, so a
-    late "Running" from a worker does not undo this. A worker's own "Running"
-    may still be on its way when the list is read: with ``settle_seconds``
-    the list is read and cancelled once more after that long.
+    Their engine tasks were stopped or dropped. The server records task runs
+    from the events their workers send, a little after it receives them, so
+    this process's pending events are sent first and the list is read again
+    until every task run in ``started`` (ids known to be running) has been
+    on it, for up to 3 s. Workers in other processes may still be sending their
+    "Running": ``settle_seconds`` keeps reading for that long in any case.
+    The recorder never replaces a state by an older one, so a late "Running"
+    does not undo a cancel.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -265,22 +270,28 @@ def cancel_unfinished_task_runs(flow_run_id: Any, settle_seconds: float = 0.0) -
     if flow_run_id is None:
         return
     drain_events(timeout=2.0)
+    waiting_for = set(started)
     unfinished = [StateType.PENDING, StateType.SCHEDULED, StateType.RUNNING]
+    settled_at = time.monotonic() + settle_seconds
+    give_up_at = time.monotonic() + max(3.0, settle_seconds)
     with contextlib.suppress(Exception), get_client(sync_client=True) as client:
-        for attempt in range(2 if settle_seconds else 1):
-            if attempt:
-                time.sleep(settle_seconds)
+        while True:
             runs = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
                 task_run_filter=TaskRunFilter(
                     state=TaskRunFilterState(type=TaskRunFilterStateType(any_=unfinished))
                 ),
                 sort=TaskRunSort.EXPECTED_START_TIME_DESC,
-                limit=200,
+                limit=200,  # at most two chunks per worker are ever in flight
             )
             for run in runs:
                 message = "stopped by probpipe (Ctrl-C or fail fast)"
                 client.set_task_run_state(run.id, Cancelled(message=message), force=True)
+            waiting_for -= {run.id for run in runs}
+            now = time.monotonic()
+            if (not waiting_for and now >= settled_at) or now >= give_up_at:
+                return
+            time.sleep(0.2)
 
 
 @functools.cache
