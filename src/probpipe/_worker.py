@@ -14,6 +14,7 @@ the engine only ever sees a chunk fail when the worker itself is lost.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import pickle
 import signal
@@ -446,3 +447,9 @@ def run_chunk(
     chunk_ended(spec.beacon)
     result.per_worker_builds = per_worker.builds
     return result
+
+
+def import_modules(names: Sequence[str]) -> None:
+    """Import ``names`` on a worker ahead of its first task (``engines.*.preimport``)."""
+    for name in names:
+        importlib.import_module(name)

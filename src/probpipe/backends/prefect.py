@@ -30,6 +30,10 @@ from ..engines import prefect as prefect_engine
 from ..engines import ray as ray_engine
 from ..engines._logs import own_run, quiet_this_process
 
+# What a worker needs to run a chunk as a Prefect task run; imported while the
+# API starts (1-2 s per fresh worker otherwise spent in the first call).
+_TASK_RUN_MODULES = ("prefect.task_engine", "probpipe._worker")
+
 
 class _RunsHereOnly:
     """A flow function that runs only in this process, where the call is.
@@ -67,8 +71,14 @@ class _PrefectBackend(ExecutionBackend):
     def __enter__(self):
         # Quiet before any engine (and with it prefect) is imported.
         quiet_this_process()
-        # The engine first: a wrong address fails fast, before the API starts.
-        self._start_engine()
+        # The API server's process boots while the engine starts (both take
+        # seconds); a wrong engine address still fails fast and stops it.
+        prefect_engine.launch_api()
+        try:
+            self._start_engine()
+        except BaseException:
+            prefect_engine.abandon_api()
+            raise
         try:
             self._api_url = prefect_engine.acquire_api()
         except BaseException:
@@ -264,6 +274,7 @@ class PrefectDaskBackend(_PrefectBackend):
             self.options["threads_per_worker"],
             client_class=dask_engine.prefect_client_class,  # imported after the address check
         ).start()
+        self._cluster.preimport(_TASK_RUN_MODULES)
 
     def _stop_engine(self, interrupted=False):
         cluster, self._cluster = self._cluster, None
@@ -323,6 +334,7 @@ class PrefectRayBackend(_PrefectBackend):
 
     def _start_engine(self):
         ray_engine.acquire(self.options["address"], self.options["init_options"])
+        ray_engine.preimport(_TASK_RUN_MODULES)
 
     def _stop_engine(self, interrupted=False):
         ray_engine.release()

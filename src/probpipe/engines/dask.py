@@ -56,6 +56,7 @@ class DaskCluster:
         self.extra_env = extra_env or {}
         self.cluster: Any = None
         self.client: Any = None
+        self._preimports: list[Any] = []
 
     def start(self) -> DaskCluster:
         if self.address is not None:
@@ -110,6 +111,17 @@ class DaskCluster:
         threads = sum(w.get("nthreads", 1) for w in info.get("workers", {}).values())
         return max(1, threads)
 
+    def preimport(self, modules: tuple[str, ...]) -> None:
+        """Have every worker import ``modules`` now; nothing waits for it (see
+        :func:`probpipe.engines.ray.preimport`)."""
+        from .._worker import import_modules
+
+        # Held until close: Dask forgets a task whose futures are all dropped.
+        self._preimports = [
+            self.client.submit(import_modules, modules, workers=[worker], pure=False)
+            for worker in self.client.scheduler_info(n_workers=-1).get("workers", {})
+        ]
+
     def scheduler_address(self) -> str | None:
         return self.client.scheduler.address if self.client else None
 
@@ -122,6 +134,7 @@ class DaskCluster:
         """
         client, cluster = self.client, self.cluster
         self.client = self.cluster = None
+        self._preimports = []
         if cluster is not None and kill_workers:
             for nanny in list(cluster.workers.values()):
                 worker_process = getattr(getattr(nanny, "process", None), "process", None)

@@ -51,7 +51,33 @@ def _server_class() -> type:
         exits by itself if its parent disappears.
         """
 
+        _launched: subprocess.Popen | None = None
+
+        def launch(self) -> None:
+            """Start the server's process now without waiting for it to answer.
+
+            It boots (5-7 s of imports and database checks here) while the
+            engine starts; Prefect's ``start`` then only waits for it.
+            """
+            if not self.running and self._launched is None:
+                if self.port is None:
+                    self.port = self.find_available_port()
+                self._launched = self._popen()
+
+        def abandon(self) -> None:
+            """Stop a launched process that ``start`` never took over."""
+            launched, self._launched = self._launched, None
+            if launched is not None:
+                launched.kill()
+                launched.wait()
+
         def _run_uvicorn_command(self) -> subprocess.Popen:
+            # Prefect's start calls this; it runs again on a new port if the
+            # first process found its port taken.
+            launched, self._launched = self._launched, None
+            return launched or self._popen()
+
+        def _popen(self) -> subprocess.Popen:
             settings = get_current_settings()
             home = settings.home.expanduser()
             home.mkdir(parents=True, exist_ok=True)
@@ -94,6 +120,27 @@ def in_user_flow() -> bool:
     from prefect.context import FlowRunContext
 
     return FlowRunContext.get() is not None
+
+
+def launch_api() -> None:
+    """Start the temporary server's process early if ``acquire_api`` will need it.
+
+    Call ``acquire_api`` (which waits for it) or ``abandon_api`` next.
+    """
+    with _lock:
+        if _url is None and not configured_api_url():
+            server = _server_class()()  # Prefect's own instance, if it already exists
+            if hasattr(server, "launch"):
+                server.launch()
+
+
+def abandon_api() -> None:
+    """Stop what ``launch_api`` started when the backend will not open after all."""
+    with _lock:
+        if _url is None and _server_class.cache_info().currsize:
+            server = _server_class()()
+            if hasattr(server, "abandon"):
+                server.abandon()
 
 
 def acquire_api(timeout: float = 60.0) -> str:

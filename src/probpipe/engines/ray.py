@@ -399,6 +399,23 @@ def parallelism(hints: dict[str, Any] | None = None) -> int:
     return max(1, int(cpus // per_task)) if per_task else cpus
 
 
+def preimport(modules: tuple[str, ...]) -> None:
+    """Have idle workers import ``modules`` now; nothing waits for it.
+
+    A fresh worker's first task pays for its imports (Prefect's task engine:
+    1-2 s here). Started when Ray starts, that overlaps with what the
+    backend does next (the Prefect API's start) instead of delaying the
+    first call.
+    """
+    import ray
+
+    from .._worker import import_modules
+
+    warm = ray.remote(num_cpus=1)(import_modules)
+    for _ in range(parallelism()):
+        warm.remote(modules)
+
+
 def task_future(ref: Any) -> TaskFuture:
     """A future for one Ray task; ``cancel()`` stops it even while it runs.
 
