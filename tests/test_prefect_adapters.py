@@ -19,7 +19,7 @@ from packaging.version import Version
 import probpipe as pp
 from probpipe.engines import prefect as prefect_engine
 from probpipe.testing import _rows, shared_backend
-from support import alive, run_script
+from support import alive, free_port, run_script
 
 pytestmark = pytest.mark.prefect
 
@@ -236,6 +236,41 @@ def test_prefect_server_started_by_probpipe_is_stopped_on_exit(tmp_path):
     assert out["after"] is None
     assert alive([out["pid"]]) == []
     assert (tmp_path / "probpipe-prefect-server.log").exists()
+
+
+def test_a_wrong_engine_address_fails_fast_and_leaves_no_api_server(tmp_path):
+    # The temporary API server's process is launched before the engine starts
+    # (it boots meanwhile); when the engine cannot start, it is stopped again.
+    out = run_script(
+        f"""
+        import json, time
+        import psutil
+        import probpipe as pp
+        from probpipe.engines import prefect as engine
+        from probpipe.testing import _rows
+        f = pp.WorkflowFunction(_rows.identity, n_broadcast_samples=2)
+        started = time.monotonic()
+        try:
+            with pp.use_backend("prefect-dask", address="tcp://127.0.0.1:{free_port()}"):
+                f(pp.Normal(0, 1))
+        except Exception as exc:
+            error = type(exc).__name__ + ": " + str(exc)
+        seconds = time.monotonic() - started
+        servers = [p.pid for p in psutil.Process().children(recursive=True)
+                   if "_prefect_app" in " ".join(p.cmdline())]
+        with pp.use_backend("prefect"):
+            again = f(pp.Normal(0, 1)).samples.tolist()
+            owned = engine.owns_server()
+        print(json.dumps({{"error": error, "seconds": seconds, "servers": servers,
+                          "again": again, "owned": owned}}))
+    """,
+        env={"PREFECT_HOME": str(tmp_path)},
+    )
+    assert out["error"].startswith("BackendConnectionError"), out["error"]
+    assert "127.0.0.1" in out["error"]
+    assert out["seconds"] < 10, out
+    assert out["servers"] == []  # the launched server did not outlive the failure
+    assert len(out["again"]) == 2 and out["owned"]  # and a later backend starts its own
 
 
 QUIET = """

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -35,74 +36,62 @@ _lock = threading.Lock()
 _users = 0
 _url: str | None = None
 _server: Any = None  # the temporary server, if probpipe started it
+_launched: tuple[int, subprocess.Popen] | None = None  # (port, process) not yet taken over
+
+
+def _server_process(port: int) -> subprocess.Popen:
+    """The temporary server's process, with probpipe's app (see ``_prefect_app``).
+
+    Its own process session (Ctrl-C in a terminal reaches only the caller,
+    which stops it in order), its log in ``$PREFECT_HOME``, and it exits by
+    itself if its parent disappears.
+    """
+    import prefect
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    home = settings.home.expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "probpipe-prefect-server.log", "ab") as log:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "--app-dir"),
+                str(prefect.__module_path__.parent),
+                *("--factory", "probpipe.engines._prefect_app:create_app"),
+                *("--host", "127.0.0.1", "--port", str(port)),
+                *("--log-level", "error", "--lifespan", "on"),
+            ],
+            env={
+                **os.environ,
+                **settings.to_environment_variables(exclude_unset=True),
+                "PREFECT_UI_ENABLED": "0",
+                "PREFECT__SERVER_EPHEMERAL": "1",
+                "PREFECT__SERVER_FINAL": "1",
+                "PROBPIPE_PARENT_PID": str(os.getpid()),
+            },
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 @functools.cache
 def _server_class() -> type:
-    import prefect
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import get_current_settings
 
     class ProbpipeServer(SubprocessASGIServer):
-        """Prefect's temporary server, run with probpipe's app (see ``_prefect_app``).
-
-        Its own process session (Ctrl-C in a terminal reaches only the
-        caller, which stops it in order), its log in ``$PREFECT_HOME``, and it
-        exits by itself if its parent disappears.
-        """
-
-        _launched: subprocess.Popen | None = None
-
-        def launch(self) -> None:
-            """Start the server's process now without waiting for it to answer.
-
-            It boots (5-7 s of imports and database checks here) while the
-            engine starts; Prefect's ``start`` then only waits for it.
-            """
-            if not self.running and self._launched is None:
-                if self.port is None:
-                    self.port = self.find_available_port()
-                self._launched = self._popen()
-
-        def abandon(self) -> None:
-            """Stop a launched process that ``start`` never took over."""
-            launched, self._launched = self._launched, None
-            if launched is not None:
-                launched.kill()
-                launched.wait()
+        """Prefect's temporary server run as :func:`_server_process`, which
+        ``launch_api`` may have started already."""
 
         def _run_uvicorn_command(self) -> subprocess.Popen:
-            # Prefect's start calls this; it runs again on a new port if the
-            # first process found its port taken.
-            launched, self._launched = self._launched, None
-            return launched or self._popen()
-
-        def _popen(self) -> subprocess.Popen:
-            settings = get_current_settings()
-            home = settings.home.expanduser()
-            home.mkdir(parents=True, exist_ok=True)
-            with open(home / "probpipe-prefect-server.log", "ab") as log:
-                return subprocess.Popen(
-                    [
-                        *(sys.executable, "-m", "uvicorn", "--app-dir"),
-                        str(prefect.__module_path__.parent),
-                        *("--factory", "probpipe.engines._prefect_app:create_app"),
-                        *("--host", "127.0.0.1", "--port", str(self.port)),
-                        *("--log-level", "error", "--lifespan", "on"),
-                    ],
-                    env={
-                        **os.environ,
-                        **settings.to_environment_variables(exclude_unset=True),
-                        "PREFECT_UI_ENABLED": "0",
-                        "PREFECT__SERVER_EPHEMERAL": "1",
-                        "PREFECT__SERVER_FINAL": "1",
-                        "PROBPIPE_PARENT_PID": str(os.getpid()),
-                    },
-                    stdout=log,
-                    stderr=log,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            # Prefect's start calls this (again on a new port if the first
+            # process found its port taken).
+            global _launched
+            if _launched is not None and _launched[0] == self.port:
+                (_, process), _launched = _launched, None
+                return process
+            return _server_process(self.port)
 
     return ProbpipeServer
 
@@ -123,29 +112,39 @@ def in_user_flow() -> bool:
 
 
 def launch_api() -> None:
-    """Start the temporary server's process early if ``acquire_api`` will need it.
+    """Start the temporary server's process now if ``acquire_api`` will need it.
 
-    Call ``acquire_api`` (which waits for it) or ``abandon_api`` next.
+    It boots (5-7 s of imports and database checks here) while the engine
+    starts, and ``acquire_api`` then only waits for it. Cheap (no import of
+    Prefect's server module), so a wrong engine address still fails fast.
+    Call ``acquire_api`` or ``abandon_api`` next.
     """
+    global _launched
     with _lock:
-        if _url is None and not configured_api_url():
-            server = _server_class()()  # Prefect's own instance, if it already exists
-            if hasattr(server, "launch"):
-                server.launch()
+        if _url is not None or _launched is not None or configured_api_url():
+            return
+        server_module = sys.modules.get("prefect.server.api.server")
+        if server_module and server_module.SubprocessASGIServer._instances.get(None):
+            return  # Prefect's own temporary server for this process exists: use it
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        _launched = (port, _server_process(port))
 
 
 def abandon_api() -> None:
     """Stop what ``launch_api`` started when the backend will not open after all."""
+    global _launched
     with _lock:
-        if _url is None and _server_class.cache_info().currsize:
-            server = _server_class()()
-            if hasattr(server, "abandon"):
-                server.abandon()
+        launched, _launched = _launched, None
+    if launched is not None:
+        launched[1].kill()
+        launched[1].wait()
 
 
 def acquire_api(timeout: float = 60.0) -> str:
     """The API URL probpipe's flows use, starting the temporary server on first use."""
-    global _users, _url, _server
+    global _users, _url, _server, _launched
     with _lock:
         if _url is None:
             configured = configured_api_url()
@@ -154,6 +153,8 @@ def acquire_api(timeout: float = 60.0) -> str:
                 _url = configured
             else:
                 server = _server_class()()  # Prefect's own instance, if it already runs
+                if not server.running and _launched is not None and server.port is None:
+                    server.port = _launched[0]  # its start takes over the launched process
                 if not server.running:
                     try:
                         with without_info("prefect"):  # "Starting temporary server"
@@ -165,6 +166,9 @@ def acquire_api(timeout: float = 60.0) -> str:
                         ) from exc
                     _server = server
                 _url = server.api_url
+        if _launched is not None:  # launched, but Prefect's own server was used
+            _launched[1].kill()
+            _launched = None
         _users += 1
         return _url
 
