@@ -266,19 +266,25 @@ def flush_before_prefect_exits() -> None:
         threading._register_atexit(drain_events)
 
 
+_flow_settings: tuple[Any, Any, Any] = (None, None, None)  # (base, updates, result)
+
+
 def settings_for_flows(url: str | None) -> Any:
-    """``temporary_settings`` for probpipe's flow runs: our API, no heartbeat thread.
+    """A settings context for probpipe's flow runs: our API, no heartbeat thread.
 
     Inside the user's flow the API is the flow's own (``url`` is not applied
     when the flow's settings name one). Flow-run heartbeats exist to detect
     crashed deployments; for an in-process flow they only cost time (the
     sync engine joins the heartbeat thread at exit, up to 1 s per flow run).
+    What ``temporary_settings`` does, with the derived settings kept while
+    the base settings stay the same object (building them: 30 ms per call).
     """
+    global _flow_settings
+    from prefect.context import SettingsContext, get_settings_context
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_CLIENT_MAX_RETRIES,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        temporary_settings,
     )
 
     updates: dict[Any, Any] = {
@@ -289,7 +295,12 @@ def settings_for_flows(url: str | None) -> Any:
     }
     if url and not (in_user_flow() and configured_api_url()):
         updates[PREFECT_API_URL] = url
-    return temporary_settings(updates=updates)
+    context = get_settings_context()
+    base, made_for, settings = _flow_settings
+    if base is not context.settings or made_for != updates:
+        settings = context.settings.copy_with_update(updates=updates)
+        _flow_settings = (context.settings, updates, settings)
+    return SettingsContext(profile=context.profile, settings=settings)
 
 
 def cancel_unfinished_task_runs(
