@@ -546,3 +546,31 @@ def test_scripts_on_stdin_and_python_c_run_on_process_backends(how):
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["prefect-dask"] == out["sequential"]
     assert out["ray"] == out["sequential"]
+
+
+@pytest.mark.prefect
+@pytest.mark.dask
+def test_a_script_without_the_main_guard_on_prefect_dask_is_told_how_to_fix_it(tmp_path):
+    """Dask's workers import the main script again ('spawn'); unguarded, each one
+    tries to start Dask itself and dies. The error says what to do."""
+    from probpipe.engines import prefect as prefect_engine
+
+    run_kind(scaled, shared_backend("prefect"))  # this session's API is up
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import probpipe as pp\n"
+        "with pp.use_backend('prefect-dask', n_workers=1):\n"
+        "    pp.WorkflowFunction(abs, n_broadcast_samples=2)(pp.Normal(0, 1))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PREFECT_API_URL": prefect_engine.api_url()},
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "BackendConnectionError: Dask" in last, proc.stderr[-3000:]
+    assert 'if __name__ == "__main__":' in last

@@ -78,16 +78,29 @@ class DaskCluster:
                 # (the W2 MCMC) measured here. Workers inherit this config.
                 "distributed.worker.profile.enabled": False,
             }
-            with dask.config.set(config):
-                self.cluster = distributed.LocalCluster(
-                    n_workers=self.n_workers,
-                    threads_per_worker=self.threads_per_worker,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address="127.0.0.1:0",
-                    silence_logs=level,
-                    env={**worker_env(), **self.extra_env},
-                )
+            try:
+                with dask.config.set(config):
+                    self.cluster = distributed.LocalCluster(
+                        n_workers=self.n_workers,
+                        threads_per_worker=self.threads_per_worker,
+                        processes=True,
+                        host="127.0.0.1",
+                        dashboard_address="127.0.0.1:0",
+                        silence_logs=level,
+                        env={**worker_env(), **self.extra_env},
+                    )
+            except RuntimeError as exc:
+                if "failed to start" not in str(exc):
+                    raise
+                # Most often: a script without the main guard, whose every
+                # worker ran the script again and tried to start Dask itself.
+                raise BackendConnectionError(
+                    "Dask's local worker processes did not start. Dask starts "
+                    "them with multiprocessing's 'spawn', which imports your main script "
+                    "again in each worker: code that starts work (use_backend, probpipe "
+                    'calls) must sit under `if __name__ == "__main__":`. The workers\' own '
+                    "errors are printed above."
+                ) from exc
             target = self.cluster
         else:
             target = self.address
