@@ -174,3 +174,22 @@ def test_a_pickled_chunk_gives_back_every_row_exactly_and_travels_as_columns():
     # Thousands of rows are a handful of objects once unpickled, not several per row.
     many = Chunk(tuple(RowTask(i, i, 0, (float(i),)) for i in range(5000)))
     assert len(pickle.dumps(many)) < 0.6 * len(pickle.dumps(many.rows))
+
+
+def other_values(x, rng):
+    return values(x, rng)
+
+
+def test_a_function_that_ran_before_is_chunked_at_once_without_a_probe_round():
+    backend = ScriptedBackend(lambda rows, chunk: False)
+    first = call(backend)
+    assert backend.submitted[:2] == [[0], [1]]  # unknown row time: one probe row per worker
+    backend.submitted.clear()
+    again = call(backend)
+    # Its trivial rows are known now: one chunk per worker, straight away.
+    assert backend.submitted == [list(range(6)), list(range(6, 12))]
+    assert list(again) == list(first) == expected()
+    backend.submitted.clear()
+    other = pp.WorkflowFunction(other_values, backend=backend, seed=4)(x=pp.sweep(range(12)))
+    assert backend.submitted[:2] == [[0], [1]]  # another function is probed again
+    assert list(other) == expected()

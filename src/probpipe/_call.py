@@ -195,6 +195,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         task_overhead=float(session.flag("task_overhead")),
         is_worker_lost=session.is_worker_lost,
         on_success=plan.checkpoint.write if plan.checkpoint is not None else None,
+        known_row_seconds=session.row_seconds.get(fname),
     )
     for row, value in restored.items():
         dispatch.values[row] = value
@@ -227,6 +228,9 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         error = exc
         raise
     finally:
+        median = dispatch.median_row_seconds()
+        if median is not None:
+            session.row_seconds[fname] = median
         if beacon is not None:
             beacon.close()
         hook.probpipe_map_finished(call=info, n_failed=len(dispatch.failures), error=error)

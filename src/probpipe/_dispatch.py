@@ -7,7 +7,8 @@ row in its place. All policy lives here, once, for every backend:
 
 * chunk sizes (``"auto"``: probe one row per worker, then size chunks so each
   carries well above the backend's per-task overhead, with at least one
-  chunk per worker);
+  chunk per worker; a function that ran on this backend before is sized
+  from its last row time at once, without the probe round);
 * retries (a failed row re-runs with the same seed);
 * fail fast (with ``on_error="raise"``, chunks whose rows all lie above the
   lowest failure are cancelled);
@@ -20,7 +21,6 @@ row in its place. All policy lives here, once, for every backend:
 from __future__ import annotations
 
 import concurrent.futures as cf
-import statistics
 import threading
 import time
 from collections import deque
@@ -101,6 +101,7 @@ class Dispatch:
         task_overhead: float,
         is_worker_lost: Callable[[BaseException], bool],
         on_success: Any = None,
+        known_row_seconds: float | None = None,
     ):
         self.spec_ref = spec_ref
         self.refs = refs
@@ -111,6 +112,7 @@ class Dispatch:
         self.info = info
         self.hook = hook
         self.task_overhead = task_overhead
+        self.known_row_seconds = known_row_seconds
         self.is_worker_lost = is_worker_lost
         self.values: list[Any] = [None] * n_rows
         self.done = np.zeros(n_rows, dtype=bool)
@@ -164,6 +166,11 @@ class Dispatch:
         if self.chunksize != "auto":
             self._submit(self._chunks_of(tasks, self.chunksize))
             return
+        if self.known_row_seconds is not None:
+            # Sized at once: a probe round costs a serial engine round trip
+            # (on Prefect, task runs), most of a short call's time.
+            self._submit(self._sized_chunks(tasks, self.known_row_seconds))
+            return
         if len(tasks) <= 2 * self._parallelism:
             self.resolved_chunksize = 1
             self._submit(self._chunks_of(tasks, 1))
@@ -183,14 +190,18 @@ class Dispatch:
         rest, self._waiting_for_probe = self._waiting_for_probe, []
         # With no timing at all (every probe failed as a whole task), size
         # for balance alone; those rows will most likely fail the same way.
-        row_seconds = statistics.median(self.row_seconds) if self.row_seconds else 0.0
-        self.resolved_chunksize = auto_chunksize(
-            len(rest), self._parallelism, row_seconds, self.task_overhead
-        )
         if self.stop_row is not None:
             rest = [t for t in rest if t.row < self.stop_row]
-        parts = even_chunks(rest, self.resolved_chunksize, self._parallelism)
-        self._submit([Chunk(tuple(part)) for part in parts])
+        self._submit(self._sized_chunks(rest, self.median_row_seconds() or 0.0))
+
+    def _sized_chunks(self, tasks: list[RowTask], row_seconds: float) -> list[Chunk]:
+        size = auto_chunksize(len(tasks), self._parallelism, row_seconds, self.task_overhead)
+        self.resolved_chunksize = size
+        return [Chunk(tuple(part)) for part in even_chunks(tasks, size, self._parallelism)]
+
+    def median_row_seconds(self) -> float | None:
+        """The median time of the rows run so far (None before any)."""
+        return float(np.median(self.row_seconds)) if self.row_seconds else None
 
     # -- the loop ------------------------------------------------------------
     def run(self, submit: Submit, parallelism: int) -> None:

@@ -39,6 +39,9 @@ class Session:
         self.id = ""
         self._lock = threading.RLock()
         self._shared: OrderedDict[str, SharedRef] = OrderedDict()
+        # The median row time of each function's last call, by qualified name:
+        # its next call is chunked at once (see Dispatch).
+        self.row_seconds: dict[str, float] = {}
 
     def flag(self, name: str) -> Any:
         """A capability flag, with the protocol's default for plain classes."""
