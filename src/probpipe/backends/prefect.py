@@ -279,6 +279,11 @@ class PrefectDaskBackend(_PrefectBackend):
     def _stop_engine(self, interrupted=False):
         cluster, self._cluster = self._cluster, None
         if cluster is not None:
+            if not interrupted:
+                # The workers' last task-run events go to the API now, while it
+                # is up; a closing worker would send them at its exit, printing
+                # Prefect's "Still processing items" in the user's terminal.
+                cluster.run_on_workers(prefect_engine.drain_events)
             cluster.close(kill_workers=interrupted)
 
     def _task_runner(self):

@@ -22,6 +22,8 @@ from .._worker import SharedRef
 from ._address import check_dask_scheduler
 from ._logs import engine_log_level, quiet_logger, quiet_this_process, worker_env
 
+logger = logging.getLogger(__name__)
+
 _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/]+(:\d+)?$")
 
 
@@ -134,6 +136,13 @@ class DaskCluster:
             self.client.submit(import_modules, modules, workers=[worker], pure=False)
             for worker in self.client.scheduler_info(n_workers=-1).get("workers", {})
         ]
+
+    def run_on_workers(self, function: Any) -> None:
+        """Run ``function()`` on every worker and wait; a failure is only logged."""
+        try:
+            self.client.run(function)
+        except Exception as exc:
+            logger.debug("running %r on the Dask workers failed: %s", function, exc)
 
     def scheduler_address(self) -> str | None:
         return self.client.scheduler.address if self.client else None
