@@ -252,7 +252,7 @@ def execute(wf: Any, plan: CallPlan, backend: Any) -> Any:
         "sweep_args": plan.sweep_args,
         "on_error": options["on_error"],
         "retries": options["retries"],
-        "n_retried_rows": sum(1 for a in dispatch.attempts.values() if a > 1),
+        "n_retried_rows": int(np.count_nonzero(dispatch.attempts > 1)),
         "failures": [f.to_dict() for f in sorted(dispatch.failures.values(), key=lambda f: f.row)],
         "timeout": options["timeout"],
         "checkpoint": options["checkpoint"],

@@ -81,8 +81,21 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
 
 
+def _is_numeric(arr: np.ndarray) -> bool:
+    return arr.dtype != object and (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool)
+
+
 def _numeric_stack(values: list[Any]) -> np.ndarray | None:
     """Stack rows into one numeric array, or None if they are not all numeric alike."""
+    if values and not isinstance(values[0], (str, bytes)):
+        # One conversion, as np.stack would give: rows of one numeric shape.
+        # (Row by row, a million scalars became a million 0-d arrays first.)
+        try:
+            stacked = np.asarray(values)
+        except Exception:
+            stacked = None
+        if stacked is not None and len(stacked) == len(values) and _is_numeric(stacked):
+            return stacked
     shape = None
     arrays = []
     for value in values:
@@ -92,7 +105,7 @@ def _numeric_stack(values: list[Any]) -> np.ndarray | None:
             arr = np.asarray(value)
         except Exception:
             return None
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        if not _is_numeric(arr):
             return None
         if shape is None:
             shape = arr.shape
