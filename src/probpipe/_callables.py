@@ -55,9 +55,8 @@ _MAX_NAME = 100
 
 
 def _unwrap_workflow(func: Any) -> Any:
-    from ._workflow import WorkflowFunction
-
-    while isinstance(func, WorkflowFunction):
+    # Recognised by a class flag, not by importing _workflow (which imports this).
+    while getattr(type(func), "is_workflow_function", False):
         func = func.func
     return func
 

@@ -31,6 +31,8 @@ class WorkflowFunction:
     so a parameter called ``seed`` keeps working.
     """
 
+    is_workflow_function = True  # how _callables recognises it without an import
+
     def __init__(self, func: Any, **options: Any):
         if isinstance(func, WorkflowFunction):
             options = {**func._given_options, **options}

@@ -134,9 +134,14 @@ def launch_api() -> None:
 
 def abandon_api() -> None:
     """Stop what ``launch_api`` started when the backend will not open after all."""
-    global _launched
     with _lock:
-        launched, _launched = _launched, None
+        _stop_launched()
+
+
+def _stop_launched() -> None:
+    """Kill a launched server process nothing took over (the caller holds ``_lock``)."""
+    global _launched
+    launched, _launched = _launched, None
     if launched is not None:
         launched[1].kill()
         launched[1].wait()
@@ -144,7 +149,7 @@ def abandon_api() -> None:
 
 def acquire_api(timeout: float = 60.0) -> str:
     """The API URL probpipe's flows use, starting the temporary server on first use."""
-    global _users, _url, _server, _launched
+    global _users, _url, _server
     with _lock:
         if _url is None:
             configured = configured_api_url()
@@ -166,9 +171,7 @@ def acquire_api(timeout: float = 60.0) -> str:
                         ) from exc
                     _server = server
                 _url = server.api_url
-        if _launched is not None:  # launched, but Prefect's own server was used
-            _launched[1].kill()
-            _launched = None
+        _stop_launched()  # launched, but Prefect's own server was used
         _users += 1
         return _url
 
